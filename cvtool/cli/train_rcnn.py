@@ -1,0 +1,14 @@
+"""`cvtool train rcnn` (not implemented yet)."""
+
+from __future__ import annotations
+
+import typer
+
+from cvtool.cli.common import examples, usage_error
+
+EPILOG = examples("cvtool train rcnn --help")
+
+
+def train_command() -> None:
+    """Not implemented yet."""
+    raise usage_error("cvtool train rcnn is not implemented yet")

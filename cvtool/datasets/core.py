@@ -1,0 +1,301 @@
+"""The one in-memory dataset every reader returns and every writer takes.
+
+Annotations are held as parallel arrays (not a list of dicts) so evaluation
+and training can work on them without Python loops.  Boxes are float64 xyxy in
+pixels (see :mod:`cvtool.boxes`); readers convert from their file's format and
+writers convert back.
+
+File names in :class:`ImageRecord` are POSIX paths relative to
+``Dataset.root``; :meth:`Dataset.image_path` resolves them and refuses any
+path that escapes the root (``..``, absolute paths, symlinks pointing out).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path, PurePosixPath
+
+import numpy as np
+
+from cvtool.errors import BadInputError
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One image of a dataset.
+
+    Attributes
+    ----------
+    id : int
+        Unique image id.
+    file_name : str
+        POSIX path relative to the dataset root.
+    width, height : int
+        Size in pixels (must be > 0).
+    """
+
+    id: int
+    file_name: str
+    width: int
+    height: int
+
+
+@dataclass(frozen=True)
+class Category:
+    """One object class: a unique integer id and a name."""
+
+    id: int
+    name: str
+
+
+def _empty_boxes() -> np.ndarray:
+    return np.zeros((0, 4), dtype=np.float64)
+
+
+def _empty_int() -> np.ndarray:
+    return np.zeros((0,), dtype=np.int64)
+
+
+def _empty_bool() -> np.ndarray:
+    return np.zeros((0,), dtype=bool)
+
+
+@dataclass
+class Dataset:
+    """Images, categories and annotations (parallel arrays of length K).
+
+    Attributes
+    ----------
+    images : list of ImageRecord
+    categories : list of Category
+    ann_image_ids : (K,) int64 ndarray
+        Image id of each annotation.
+    ann_boxes : (K, 4) float64 ndarray
+        xyxy pixel boxes.
+    ann_labels : (K,) int64 ndarray
+        Category id of each annotation.
+    ann_iscrowd : (K,) bool ndarray
+        COCO crowd flag (crowd regions are ignored by matching, not counted).
+    ann_difficult : (K,) bool ndarray
+        Pascal VOC difficult flag (ignored by VOC evaluation).
+    ann_area : (K,) float64 ndarray or None
+        COCO ``area`` field when the source had one (segment area); ``None``
+        means "use the box area".
+    ann_ids : (K,) int64 ndarray or None
+        Annotation ids from the source file, when it had them.
+    root : Path or None
+        Folder the ``file_name`` entries are relative to.
+    """
+
+    images: list[ImageRecord] = field(default_factory=list)
+    categories: list[Category] = field(default_factory=list)
+    ann_image_ids: np.ndarray = field(default_factory=_empty_int)
+    ann_boxes: np.ndarray = field(default_factory=_empty_boxes)
+    ann_labels: np.ndarray = field(default_factory=_empty_int)
+    ann_iscrowd: np.ndarray = field(default_factory=_empty_bool)
+    ann_difficult: np.ndarray = field(default_factory=_empty_bool)
+    ann_area: np.ndarray | None = None
+    ann_ids: np.ndarray | None = None
+    root: Path | None = None
+
+    # ------------------------------------------------------------------ basics
+    @property
+    def num_annotations(self) -> int:
+        return int(self.ann_boxes.shape[0])
+
+    @property
+    def category_names(self) -> dict[int, str]:
+        """Mapping category id -> name."""
+        return {c.id: c.name for c in self.categories}
+
+    @property
+    def image_by_id(self) -> dict[int, ImageRecord]:
+        return {im.id: im for im in self.images}
+
+    def areas(self) -> np.ndarray:
+        """(K,) float64: the ``area`` field where present, else the box area."""
+        if self.ann_area is not None:
+            return self.ann_area
+        b = self.ann_boxes
+        return (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+
+    def annotations_of(self, image_id: int) -> np.ndarray:
+        """Indices (into the ``ann_*`` arrays) of the annotations of ``image_id``."""
+        return np.flatnonzero(self.ann_image_ids == image_id)
+
+    def subset(self, image_ids: list[int] | np.ndarray) -> Dataset:
+        """A dataset with only the given images and their annotations."""
+        keep_ids = set(int(i) for i in image_ids)
+        images = [im for im in self.images if im.id in keep_ids]
+        mask = np.isin(self.ann_image_ids, np.fromiter(keep_ids, dtype=np.int64, count=len(keep_ids)))
+        return replace(
+            self,
+            images=images,
+            ann_image_ids=self.ann_image_ids[mask],
+            ann_boxes=self.ann_boxes[mask],
+            ann_labels=self.ann_labels[mask],
+            ann_iscrowd=self.ann_iscrowd[mask],
+            ann_difficult=self.ann_difficult[mask],
+            ann_area=None if self.ann_area is None else self.ann_area[mask],
+            ann_ids=None if self.ann_ids is None else self.ann_ids[mask],
+        )
+
+    # ------------------------------------------------------------------ paths
+    def image_path(self, image: ImageRecord) -> Path:
+        """Absolute path of ``image``, refusing names that escape ``root``.
+
+        Raises
+        ------
+        BadInputError
+            The name is absolute, contains ``..``, or resolves (through
+            symlinks) outside the dataset root.
+        """
+        return safe_join(self.root or Path("."), image.file_name)
+
+    # -------------------------------------------------------------- validation
+    def validate(self, *, source: str = "dataset", clip: bool = False) -> Dataset:
+        """Check shapes, ids and boxes; return self (or a clipped copy).
+
+        Parameters
+        ----------
+        source : str
+            Name used in error messages (usually the file path).
+        clip : bool
+            Clip boxes that stick out of their image instead of refusing them
+            (the ``--clip`` repair).  Boxes entirely outside, empty or
+            non-finite boxes are refused either way.
+
+        Raises
+        ------
+        BadInputError
+            Naming ``source`` and the offending record.
+        """
+        k = self.num_annotations
+        for name in ("ann_image_ids", "ann_labels", "ann_iscrowd", "ann_difficult"):
+            arr = getattr(self, name)
+            if arr.shape != (k,):
+                raise BadInputError(f"{source}: {name} has shape {arr.shape}, expected ({k},)")
+        if self.ann_boxes.shape != (k, 4):
+            raise BadInputError(f"{source}: boxes have shape {self.ann_boxes.shape}, expected ({k}, 4)")
+        ids = [im.id for im in self.images]
+        if len(set(ids)) != len(ids):
+            dup = next(i for i in ids if ids.count(i) > 1)
+            raise BadInputError(f"{source}: duplicate image id {dup}")
+        cat_ids = [c.id for c in self.categories]
+        if len(set(cat_ids)) != len(cat_ids):
+            dup = next(i for i in cat_ids if cat_ids.count(i) > 1)
+            raise BadInputError(f"{source}: duplicate category id {dup}")
+        for im in self.images:
+            if im.width <= 0 or im.height <= 0:
+                raise BadInputError(f"{source}: image {im.id} ({im.file_name}) has size {im.width}x{im.height}")
+        if k == 0:
+            return self
+        known_images = np.array(ids, dtype=np.int64)
+        bad = ~np.isin(self.ann_image_ids, known_images)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BadInputError(f"{source}: annotation {self._ann_name(i)} refers to unknown image id {int(self.ann_image_ids[i])}")
+        bad = ~np.isin(self.ann_labels, np.array(cat_ids, dtype=np.int64))
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has unknown category id {int(self.ann_labels[i])}")
+        b = self.ann_boxes
+        bad = ~np.isfinite(b).all(axis=1)
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has a non-finite box {b[i].tolist()}")
+        bad = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has an empty or negative box {b[i].tolist()} (xyxy)")
+        by_id = self.image_by_id
+        w = np.array([by_id[int(i)].width for i in self.ann_image_ids], dtype=np.float64)
+        h = np.array([by_id[int(i)].height for i in self.ann_image_ids], dtype=np.float64)
+        outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
+        if outside.any():
+            if not clip:
+                i = int(np.flatnonzero(outside)[0])
+                raise BadInputError(
+                    f"{source}: annotation {self._ann_name(i)} box {b[i].tolist()} lies outside its "
+                    f"{int(w[i])}x{int(h[i])} image (pass --clip to clip boxes to the image)"
+                )
+            clipped = b.copy()
+            clipped[:, 0::2] = np.clip(clipped[:, 0::2], 0, w[:, None])
+            clipped[:, 1::2] = np.clip(clipped[:, 1::2], 0, h[:, None])
+            gone = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
+            if gone.any():
+                i = int(np.flatnonzero(gone)[0])
+                raise BadInputError(f"{source}: annotation {self._ann_name(i)} box {b[i].tolist()} lies entirely outside its image")
+            return replace(self, ann_boxes=clipped)
+        return self
+
+    def _ann_name(self, i: int) -> str:
+        if self.ann_ids is not None:
+            return f"id {int(self.ann_ids[i])}"
+        return f"#{i}"
+
+
+@dataclass
+class Predictions:
+    """Detections for a set of images (parallel arrays of length D).
+
+    Attributes
+    ----------
+    image_ids : (D,) int64 ndarray
+    boxes : (D, 4) float64 ndarray, xyxy pixels
+    scores : (D,) float64 ndarray
+    labels : (D,) int64 ndarray
+        Category ids (matching the ground truth's categories).
+    """
+
+    image_ids: np.ndarray = field(default_factory=_empty_int)
+    boxes: np.ndarray = field(default_factory=_empty_boxes)
+    scores: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=np.float64))
+    labels: np.ndarray = field(default_factory=_empty_int)
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+def safe_join(root: str | os.PathLike[str], name: str) -> Path:
+    """Join ``name`` under ``root``, refusing paths that escape it.
+
+    Parameters
+    ----------
+    root : path-like
+        Dataset root folder.
+    name : str
+        Relative POSIX (or native) path from an annotation file.
+
+    Returns
+    -------
+    Path
+        ``root / name``.
+
+    Raises
+    ------
+    BadInputError
+        ``name`` is empty, absolute, contains ``..``, or resolves (through
+        symlinks) outside ``root``.
+
+    Examples
+    --------
+    >>> safe_join("/data", "images/0001.png").as_posix()
+    '/data/images/0001.png'
+    """
+    if not name or "\x00" in name:
+        raise BadInputError(f"empty or invalid file name {name!r} in annotations")
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise BadInputError(f"file name {name!r} is absolute; annotation paths must be relative to the dataset root")
+    if ".." in pure.parts:
+        raise BadInputError(f"file name {name!r} escapes the dataset root")
+    root_path = Path(root)
+    path = root_path.joinpath(*pure.parts)
+    if path.exists() or path.is_symlink():
+        real_root = os.path.realpath(root_path)
+        real = os.path.realpath(path)
+        if os.path.commonpath([real_root, real]) != real_root:
+            raise BadInputError(f"file name {name!r} resolves outside the dataset root (symlink)")
+    return path

@@ -1,0 +1,1 @@
+"""File-system edges: input expansion, image reading/writing, atomic writes, manifests."""
