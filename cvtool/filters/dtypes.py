@@ -62,8 +62,11 @@ def from_float(values: np.ndarray, dtype: np.dtype | type) -> np.ndarray:
     if np.issubdtype(dtype, np.floating):
         return values.astype(dtype, copy=False)
     out = np.rint(values)
-    np.clip(out, 0, max_value(dtype), out=out)
-    return out.astype(dtype)
+    if isinstance(out, np.ndarray) and out.ndim:
+        np.clip(out, 0, max_value(dtype), out=out)
+    else:
+        out = np.clip(out, 0, max_value(dtype))
+    return np.asarray(out).astype(dtype)
 
 
 def split_alpha(image: np.ndarray) -> tuple[np.ndarray, np.ndarray | None]:

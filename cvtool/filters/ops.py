@@ -121,8 +121,9 @@ def gaussian(image: np.ndarray, *, sigma: float | None = None, ksize: int | None
         Standard deviation in pixels (> 0).  Without ``ksize`` the kernel is
         ``2 * ceil(3 sigma) + 1`` wide.
     ksize : int, optional
-        Odd kernel size.  Without ``sigma``, OpenCV's rule
-        ``0.3 * ((ksize - 1) / 2 - 1) + 0.8`` gives sigma.  Neither: sigma = 1.
+        Odd kernel size.  Without ``sigma``, sigma follows OpenCV's rule
+        ``0.3 * ((ksize - 1) / 2 - 1) + 0.8`` (computed here and passed on, so the
+        kernel is an exact sampled Gaussian).  Neither: sigma = 1.
     """
     check_dtype(image)
     if sigma is None and ksize is None:
@@ -132,8 +133,9 @@ def gaussian(image: np.ndarray, *, sigma: float | None = None, ksize: int | None
     if ksize is None:
         ksize = gaussian_ksize(float(sigma))
     _odd("ksize", ksize)
-    return cv2.GaussianBlur(image, (ksize, ksize), sigmaX=float(sigma or 0.0), sigmaY=float(sigma or 0.0),
-                            borderType=BORDER)
+    if sigma is None:
+        sigma = 0.3 * ((ksize - 1) * 0.5 - 1) + 0.8
+    return cv2.GaussianBlur(image, (ksize, ksize), sigmaX=float(sigma), sigmaY=float(sigma), borderType=BORDER)
 
 
 def median(image: np.ndarray, *, k: int = 3) -> np.ndarray:
@@ -464,7 +466,7 @@ def stretch(image: np.ndarray, *, low: float = 0.0, high: float = 100.0) -> np.n
     return from_float(out, image.dtype)
 
 
-def slice_levels(image: np.ndarray, *, low: float, high: float, value: float = 255.0,
+def slice_levels(image: np.ndarray, *, low: float = 100.0, high: float = 200.0, value: float = 255.0,
                  background: str = "keep") -> np.ndarray:
     """Grey-level slicing: pixels in ``[low, high]`` (8-bit scale) become ``value``.
 

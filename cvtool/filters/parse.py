@@ -168,7 +168,7 @@ OPERATIONS: tuple[OpInfo, ...] = (
            ("gamma",), ("gamma",), "pointwise", rename=(("lambda", "lam"),)),
     OpInfo("equalize", "equalize", "histogram equalisation (colour: on luma)", (), (), ("equalise",), "pointwise"),
     OpInfo("clahe", "clahe", "contrast-limited adaptive histogram equalisation (colour: on luma)",
-           (Param("clip", float, 2.0, "clip limit", low=0, high=1000, low_open=True),
+           (Param("clip", float, 2.0, "clip limit", low=0, high=1e6, low_open=True),
             Param("tiles", int, 8, "grid side in tiles", low=1, high=256)),
            ("clip",), (), "pointwise"),
     # colour
@@ -339,9 +339,10 @@ def parse_operation(text: str) -> Step:
         if kw == "neighbours":
             value = int(value)
         kwargs[kw] = value
-    for p in op.params:  # defaults that differ from the function's (aliases such as percentile)
-        if p.name not in values and p.default is not None and op.func == "stretch":
-            kwargs[p.name] = p.default
+    for p in op.params:  # every default spelled out: the step (and run.json) says exactly what runs
+        if p.name not in values and p.default is not None:
+            value = int(p.default) if renames.get(p.name, p.name) == "neighbours" else p.default
+            kwargs[renames.get(p.name, p.name)] = value
     kwargs.update(dict(op.fixed))
     return Step(op.name, tuple(sorted(kwargs.items())), text)
 
