@@ -56,9 +56,10 @@ def gray_8bit_scale(image: np.ndarray) -> np.ndarray:
     if img.ndim == 3:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
     out = img.astype(np.float32)
-    scale = 255.0 / max_value(image.dtype)
-    if scale != 1.0:
-        out *= np.float32(scale)
+    if image.dtype == np.uint16:
+        out /= np.float32(257.0)  # exact for every uint16 that is a multiple of 257
+    elif image.dtype != np.uint8:
+        out *= np.float32(255.0 / max_value(image.dtype))
     return out
 
 
