@@ -42,6 +42,7 @@ import numpy as np
 
 from cvtool.datasets.core import Dataset, Predictions
 from cvtool.errors import BadInputError
+from cvtool.eval.pairs import group_pairs, paired_iou, segment_starts
 
 #: Names of ``CocoReport.stats`` in pycocotools' ``stats`` order, then AR50 and AR75.
 STAT_NAMES = (
@@ -49,8 +50,6 @@ STAT_NAMES = (
     "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
     "AR50", "AR75",
 )
-
-_PAIR_BLOCK = 1 << 22  # candidate (detection, ground truth) pairs per IoU block
 
 
 def _default_iou_thresholds() -> tuple[float, ...]:
@@ -251,28 +250,6 @@ def _sorted_index(values: np.ndarray, keys: np.ndarray, what: str) -> np.ndarray
     return idx
 
 
-def _pair_ious(dbox: np.ndarray, gbox: np.ndarray, gcrowd: np.ndarray) -> np.ndarray:
-    """Element-wise IoU of paired boxes, pycocotools' box rule (crowd: over detection area)."""
-    iw = np.minimum(dbox[:, 2], gbox[:, 2]) - np.maximum(dbox[:, 0], gbox[:, 0])
-    ih = np.minimum(dbox[:, 3], gbox[:, 3]) - np.maximum(dbox[:, 1], gbox[:, 1])
-    inter = np.where((iw > 0) & (ih > 0), iw * ih, 0.0)
-    da = (dbox[:, 2] - dbox[:, 0]) * (dbox[:, 3] - dbox[:, 1])
-    ga = (gbox[:, 2] - gbox[:, 0]) * (gbox[:, 3] - gbox[:, 1])
-    union = np.where(gcrowd, da, da + ga - inter)
-    out = np.zeros_like(inter)
-    np.divide(inter, union, out=out, where=inter > 0)
-    return out
-
-
-def _segments(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Starts of runs of equal values in sorted ``keys`` and each element's run number."""
-    change = np.empty(keys.shape, dtype=bool)
-    if keys.size:
-        change[0] = True
-        np.not_equal(keys[1:], keys[:-1], out=change[1:])
-    return np.flatnonzero(change), np.cumsum(change) - 1
-
-
 def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None) -> CocoMatches:
     """Match detections to ground truth per image and category (pycocotools' ``evaluate``).
 
@@ -326,7 +303,7 @@ def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None
     scores_all = np.asarray(pred.scores, dtype=np.float64)
     order = np.lexsort((np.arange(len(pred)), -scores_all, d_key_all))
     d_key = d_key_all[order]
-    starts, run = _segments(d_key)
+    starts, run = segment_starts(d_key)
     rank = np.arange(d_key.size) - starts[run] if d_key.size else np.zeros(0, np.int64)
     keep = rank < p.max_dets[-1]
     order, d_key, rank = order[keep], d_key[keep], rank[keep]
@@ -336,36 +313,14 @@ def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None
 
     # ---- candidate pairs: every detection against the boxes of its group, in blocks;
     #      pairs below the lowest threshold can never match and are dropped.
-    g_lo = np.searchsorted(g_key, d_key, side="left")
-    n_g = np.searchsorted(g_key, d_key, side="right") - g_lo
-    pair_det_parts, pair_gt_parts, pair_iou_parts = [], [], []
-    cum = np.cumsum(n_g)
-    start = 0
-    while start < D:
-        base = cum[start - 1] if start else 0
-        stop = int(np.searchsorted(cum, base + _PAIR_BLOCK, side="right"))
-        stop = max(stop, start + 1)
-        dets = np.arange(start, stop)
-        counts = n_g[start:stop]
-        total = int(counts.sum())
-        if total:
-            pd = np.repeat(dets, counts)
-            offs = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-            pg = g_lo[pd] + offs
-            ious = _pair_ious(d_box[pd], g_box[pg], g_crowd[pg])
-            ok = ious >= thr.min()
-            pair_det_parts.append(pd[ok])
-            pair_gt_parts.append(pg[ok])
-            pair_iou_parts.append(ious[ok])
-        start = stop
-    if pair_det_parts:
-        pair_det = np.concatenate(pair_det_parts)
-        pair_gt = np.concatenate(pair_gt_parts)
-        pair_iou = np.concatenate(pair_iou_parts)
-    else:
-        pair_det = np.zeros(0, np.int64)
-        pair_gt = np.zeros(0, np.int64)
-        pair_iou = np.zeros(0, np.float64)
+    pair_det, pair_gt, pair_iou = [np.zeros(0, np.int64)], [np.zeros(0, np.int64)], [np.zeros(0)]
+    for pd, pg in group_pairs(d_key, g_key):
+        ious = paired_iou(d_box[pd], g_box[pg], crowd=g_crowd[pg])
+        ok = ious >= thr.min()
+        pair_det.append(pd[ok])
+        pair_gt.append(pg[ok])
+        pair_iou.append(ious[ok])
+    pair_det, pair_gt, pair_iou = np.concatenate(pair_det), np.concatenate(pair_gt), np.concatenate(pair_iou)
 
     # ---- greedy matching, one score rank at a time across all groups at once
     #      (detections of equal rank belong to different groups, so never compete)
@@ -381,7 +336,7 @@ def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None
         if a == b:
             continue
         pd, pg, piou = pair_det[a:b], pair_gt[a:b], pair_iou[a:b]
-        seg_start, seg = _segments(pd)
+        seg_start, seg = segment_starts(pd)
         ig = g_ignore[pg][:, None, :]                                        # (P, 1, A)
         cand = (~gt_taken[pg] | g_crowd[pg][:, None, None]) & (piou[:, None, None] >= thr[None, :, None])
         has_regular = np.logical_or.reduceat(cand & ~ig, seg_start, axis=0)  # (S, T, A)
