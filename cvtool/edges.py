@@ -18,7 +18,8 @@ Kernels (correlation; borders reflected ``dcb|abcd|cba``, OpenCV
   (the same maths as ``scipy.ndimage.gaussian_laplace``);
 * marr-hildreth: zero crossings of the LoG whose slope exceeds a fraction of
   the largest one (Marr and Hildreth, 1980);
-* canny: OpenCV ``Canny`` (Canny, 1986) on the 8-bit image, with explicit
+* canny: OpenCV ``Canny`` (Canny, 1986) on the 8-bit grey image (uint8
+  colour converted directly by OpenCV, others rounded), with explicit
   thresholds or automatic ones from the median ``m``:
   ``low = max(0, (1 - s) m)``, ``high = min(255, (1 + s) m)``.
 """
@@ -194,13 +195,23 @@ def auto_canny_thresholds(gray_u8: np.ndarray, *, spread: float = 0.33) -> tuple
     return max(0.0, (1.0 - spread) * m), min(255.0, (1.0 + spread) * m)
 
 
+def gray_u8(image: np.ndarray) -> np.ndarray:
+    """8-bit grey image for Canny: uint8 converted directly, others rounded from the 8-bit scale."""
+    if image.dtype == np.uint8:
+        from cvtool.io.images import to_gray
+
+        return np.ascontiguousarray(to_gray(image))
+    return np.clip(np.rint(gray_8bit_scale(image)), 0, 255).astype(np.uint8)
+
+
 def canny(gray: np.ndarray, *, low: float | None = None, high: float | None = None, spread: float = 0.33,
           sigma: float = 0.0, aperture: int = 3, l2: bool = True) -> np.ndarray:
-    """Canny edges (boolean) on the 8-bit-scale grey image.
+    """Canny edges (boolean) of an 8-bit grey image (OpenCV ``Canny``).
 
     Parameters
     ----------
-    gray : (H, W) float32 ndarray on the 8-bit scale (rounded to uint8 here)
+    gray : (H, W) uint8 ndarray
+        See :func:`gray_u8`.
     low, high : float, optional
         Hysteresis thresholds on the gradient (OpenCV units).  Both or neither;
         neither: :func:`auto_canny_thresholds` of the (blurred) image.
@@ -211,13 +222,15 @@ def canny(gray: np.ndarray, *, low: float | None = None, high: float | None = No
     l2 : bool
         Use the exact L2 gradient norm (OpenCV's ``L2gradient``).
     """
+    if gray.dtype != np.uint8 or gray.ndim != 2:
+        raise ValueError(f"canny needs a (H, W) uint8 image, got {gray.dtype} {gray.shape}")
     if (low is None) != (high is None):
         raise ValueError("give both low and high Canny thresholds, or neither for automatic ones")
     if low is not None and not 0 <= low <= high:
         raise ValueError(f"need 0 <= low <= high, got low={low}, high={high}")
     if aperture not in (3, 5, 7):
         raise ValueError(f"aperture={aperture} must be 3, 5 or 7")
-    u8 = np.clip(np.rint(gray), 0, 255).astype(np.uint8)
+    u8 = gray
     if sigma > 0:
         k = 2 * math.ceil(3 * sigma) + 1
         u8 = cv2.GaussianBlur(u8, (k, k), sigma, borderType=BORDER)
@@ -292,6 +305,9 @@ def detect_edges(image: np.ndarray, *, method: str = "sobel", mode: str = "magni
     """
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
+    if method == "canny":
+        resp = canny(gray_u8(image), low=low, high=high, spread=spread, sigma=sigma or 0.0)
+        return to_output(resp, scale=scale, depth=depth, binarize=binarize)
     gray = gray_8bit_scale(image)
     signed = False
     if method in GRADIENT_METHODS:
@@ -301,8 +317,6 @@ def detect_edges(image: np.ndarray, *, method: str = "sobel", mode: str = "magni
         resp, signed = laplacian(gray, neighbours=neighbours), True
     elif method == "log":
         resp, signed = log_response(gray, sigma=2.0 if sigma is None else sigma), True
-    elif method == "marr-hildreth":
+    else:  # marr-hildreth
         resp = zero_crossings(log_response(gray, sigma=2.0 if sigma is None else sigma), threshold=zc_threshold)
-    else:
-        resp = canny(gray, low=low, high=high, spread=spread, sigma=sigma or 0.0)
     return to_output(resp, scale=scale, depth=depth, binarize=binarize, signed=signed)
