@@ -1,14 +1,231 @@
-"""`cvtool eval` (not implemented yet)."""
+"""`cvtool eval`: COCO, VOC, localisation and proposal metrics of predictions against ground truth.
+
+The readable table goes to stderr (silenced by ``--quiet``); ``--json`` prints
+one JSON document with named keys on stdout; ``--csv FILE`` writes the
+per-class table; ``--plots DIR`` writes PR curves (one PNG per class and
+``overall.png``) and ``DIR/run.json``.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from enum import Enum
+from pathlib import Path
+from typing import Annotated
+
 import typer
 
-from cvtool.cli.common import examples, usage_error
+from cvtool.cli.common import JsonOpt, Log, OverwriteOpt, QuietOpt, command_args, emit_json, examples, handle_errors
 
-EPILOG = examples("cvtool eval --help")
+EPILOG = examples(
+    "cvtool eval --gt data/digits --split test --pred dets/detections.jsonl",
+    "cvtool eval --gt annotations.json --pred results.json --json > metrics.json",
+    "cvtool eval --gt data/voc --gt-format voc --pred dets/ --metric voc --iou 0.5 --iou 0.75 --voc-pixels",
+    "cvtool eval --gt data/loc --split test --pred dets/detections.jsonl --metric loc --iou 0.6",
+    "cvtool eval --gt data/test/annotations.json --pred props/proposals.jsonl --metric proposals",
+    "cvtool eval --gt annotations.json --pred results.json --plots plots/ --csv per_class.csv --overwrite",
+)
 
 
-def eval_command() -> None:
-    """Not implemented yet."""
-    raise usage_error("cvtool eval is not implemented yet")
+class Metric(str, Enum):
+    coco = "coco"
+    voc = "voc"
+    voc11 = "voc11"
+    loc = "loc"
+    proposals = "proposals"
+
+
+class GtFormat(str, Enum):
+    auto = "auto"
+    coco = "coco"
+    yolo = "yolo"
+    voc = "voc"
+
+
+class PredFormat(str, Enum):
+    auto = "auto"
+    coco = "coco"
+    jsonl = "jsonl"
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """What the command line asked for."""
+
+    gt: Path
+    pred: Path
+    metric: str
+    iou: tuple[float, ...]
+    gt_format: str
+    pred_format: str
+    split: str
+    voc_pixels: bool
+    counts: tuple[int, ...]
+    plots: Path | None
+    csv: Path | None
+    overwrite: bool
+
+
+def _check_outputs(config: EvalConfig) -> None:
+    from cvtool.errors import UsageError
+
+    if config.csv is not None and config.csv.exists() and not config.overwrite:
+        raise UsageError(f"{config.csv} exists; pass --overwrite to replace it")
+    if config.plots is not None and config.plots.exists():
+        if not config.plots.is_dir():
+            raise UsageError(f"--plots {config.plots} is a file, not a folder")
+        if any(config.plots.glob("*.png")) and not config.overwrite:
+            raise UsageError(f"{config.plots} already holds PNG files; pass --overwrite to replace them")
+    for t in config.iou:
+        if not 0 < t <= 1:
+            raise UsageError(f"--iou {t:g} is outside (0, 1]")
+    if config.iou and config.metric == "loc" and len(config.iou) > 1:
+        raise UsageError("--metric loc takes one --iou threshold")
+    if any(n < 1 for n in config.counts):
+        raise UsageError(f"--counts must be positive, got {list(config.counts)}")
+
+
+def run_eval(config: EvalConfig):
+    """Load inputs, evaluate; return the report object of the chosen metric."""
+    from cvtool.eval.inputs import load_ground_truth, load_predictions, load_proposals
+
+    gt = load_ground_truth(config.gt, split=config.split, format=config.gt_format)
+    if config.metric == "proposals":
+        from cvtool.eval.proposals import evaluate_proposals
+
+        proposals = load_proposals(config.pred, gt)
+        return evaluate_proposals(gt, proposals, counts=config.counts, iou_thresholds=config.iou or (0.5, 0.7))
+    pred = load_predictions(config.pred, gt, format=config.pred_format)
+    if config.metric == "coco":
+        from cvtool.eval.coco import CocoParams, evaluate_coco
+
+        return evaluate_coco(gt, pred, params=CocoParams(iou_thresholds=config.iou) if config.iou else None)
+    if config.metric in ("voc", "voc11"):
+        from cvtool.eval.voc import evaluate_voc
+
+        return evaluate_voc(gt, pred, iou_thresholds=config.iou or (0.5,), pixel_rule=config.voc_pixels,
+                            method="11-point" if config.metric == "voc11" else "all-point")
+    from cvtool.eval.loc import evaluate_localization
+
+    return evaluate_localization(gt, pred, iou_threshold=config.iou[0] if config.iou else 0.6)
+
+
+def write_plots(report, out: Path, *, overwrite: bool) -> list[Path]:
+    """PR curve per class plus ``overall.png`` (proposals: the recall curve; loc: IoU histogram)."""
+    import numpy as np
+
+    from cvtool.eval import plots
+    from cvtool.eval.coco import CocoReport
+    from cvtool.eval.loc import LocReport
+    from cvtool.eval.voc import VocReport
+
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    if isinstance(report, LocReport):
+        return [plots.plot_localization(report.ious, report.per_class, report.iou_threshold,
+                                        out / "overall.png", overwrite=overwrite)]
+    if not isinstance(report, (CocoReport, VocReport)):
+        from cvtool.eval.proposals import plot_recall
+
+        path = out / "overall.png"
+        if path.exists() and not overwrite:
+            raise FileExistsError(f"{path} exists; pass --overwrite to replace it")
+        plot_recall(report, path)
+        return [path]
+    grid = np.linspace(0.0, 1.0, 101)
+    per_class: dict[str, list] = {}
+    if isinstance(report, CocoReport):
+        p = report.accumulation.matches.params
+        levels = [(f"IoU {t:g}", t) for t in (0.5, 0.75) if np.any(np.asarray(p.iou_thresholds) == t)]
+        levels.append((f"IoU {p.iou_thresholds[0]:g}:{p.iou_thresholds[-1]:g}", None))
+        for label, t in levels:
+            for name, (rec, prec) in report.pr_curves(iou=t).items():
+                per_class.setdefault(name, []).append((f"{label}  AP {prec.mean():.3f}", rec, prec))
+        ap = {r["name"]: r["AP"] for r in report.per_class}
+        title, ap_label = "COCO", "AP@[.5:.95]"
+    else:
+        for t in report.iou_thresholds:
+            for c in report.per_class[t]:
+                if c.num_gt:
+                    per_class.setdefault(c.name, []).append((f"IoU {t:g}  AP {c.ap:.3f}", c.recall, c.precision))
+        t0 = report.iou_thresholds[0]
+        ap = {c.name: c.ap for c in report.per_class[t0]}
+        title, ap_label = f"VOC {report.method}", f"AP@{t0:g}"
+    stems: dict[str, int] = {}
+    jobs = []
+    for name, curves in per_class.items():
+        stem = plots.safe_file_stem(name)
+        stems[stem] = stems.get(stem, 0) + 1
+        if stems[stem] > 1:
+            stem = f"{stem}_{stems[stem]}"
+        jobs.append((out / f"pr_{stem}.png", f"{title}: {name}", curves))
+    written += plots.plot_pr_curves(jobs, overwrite=overwrite)
+    # overall: per level, the mean over classes of the interpolated precision
+    mean_curves = []
+    labels = [lab for lab, *_ in next(iter(per_class.values()), [])]
+    for i, label in enumerate(labels):
+        stack = [plots.envelope_at(c[i][1], c[i][2], grid) for c in per_class.values() if len(c) > i]
+        mean_curves.append((label.split("  ")[0], grid, np.mean(stack, axis=0)))
+    written.append(plots.plot_overall(mean_curves, ap, out / "overall.png", title=title, ap_label=ap_label,
+                                      overwrite=overwrite))
+    return written
+
+
+@handle_errors
+def eval_command(
+    gt: Annotated[Path, typer.Option("--gt", help="Ground truth: a prepare folder (with --split), a COCO JSON, a YOLO or VOC folder.", show_default=False)],
+    pred: Annotated[Path, typer.Option("--pred", help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), selective-search proposals.jsonl.", show_default=False)],
+    metric: Annotated[Metric, typer.Option("--metric", "-m", help="coco: 12 COCO stats + AR50/AR75; voc: all-point AP; voc11: 11-point AP; loc: single-object accuracy/IoU; proposals: recall and ABO.")] = Metric.coco,
+    iou: Annotated[list[float] | None, typer.Option("--iou", help="IoU threshold(s), repeatable. voc/voc11: default 0.5; loc: default 0.6; proposals: default 0.5 and 0.7; coco: replaces the 0.5:0.95 grid.", show_default=False)] = None,
+    gt_format: Annotated[GtFormat, typer.Option("--gt-format", help="Ground-truth format (auto: from the path).")] = GtFormat.auto,
+    pred_format: Annotated[PredFormat, typer.Option("--pred-format", help="Prediction format (auto: .jsonl or .json).")] = PredFormat.auto,
+    split: Annotated[str, typer.Option("--split", help="Split of a prepare folder.")] = "test",
+    voc_pixels: Annotated[bool, typer.Option("--voc-pixels", help="VOC '+1 pixel' rule: widths are x2 - x1 + 1 (voc/voc11).")] = False,
+    counts: Annotated[list[int] | None, typer.Option("--counts", help="proposals: numbers of proposals to report recall at (default 100 500 1000 2000).", show_default=False)] = None,
+    plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PR-curve PNGs (one per class, overall.png) and run.json.", show_default=False)] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Write the per-class table as CSV.", show_default=False)] = None,
+    overwrite: OverwriteOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+) -> None:
+    """Score predictions against ground truth: COCO mAP, VOC AP, localisation, proposal recall.
+
+    The table is printed on stderr; --json prints the numbers on stdout.
+    COCO numbers equal pycocotools' (images and categories of the ground truth;
+    -1 marks undefined values).  Detection JSONL records are matched to
+    ground-truth images by file name (exact relative path, else unique base name).
+    """
+    from cvtool.errors import UsageError
+    from cvtool.eval.report import format_table, json_safe, per_class_table, summary_lines, to_csv
+    from cvtool.io.atomic import atomic_write_text
+    from cvtool.io.manifest import now_iso, write_manifest
+
+    started = now_iso()
+    log = Log(quiet)
+    if voc_pixels and metric not in (Metric.voc, Metric.voc11):
+        raise UsageError("--voc-pixels applies to --metric voc or voc11 only")
+    if counts and metric != Metric.proposals:
+        raise UsageError("--counts applies to --metric proposals only")
+    config = EvalConfig(gt=gt, pred=pred, metric=metric.value, iou=tuple(iou or ()), gt_format=gt_format.value,
+                        pred_format=pred_format.value, split=split, voc_pixels=voc_pixels,
+                        counts=tuple(counts or (100, 500, 1000, 2000)), plots=plots, csv=csv, overwrite=overwrite)
+    _check_outputs(config)
+    report = run_eval(config)
+    headers, rows = per_class_table(report)
+    if not quiet:
+        log.info(format_table(headers, rows))
+        log.info("")
+        width = max(len(k) for k, _ in summary_lines(report))
+        for k, v in summary_lines(report):
+            log.info(f"{k.ljust(width)}  {v if isinstance(v, int) else 'n/a' if v is None or v != v or v == -1 else f'{v:.4f}'}")
+    if csv is not None:
+        atomic_write_text(csv, to_csv(headers, rows), overwrite=overwrite)
+        log.info(f"per-class table -> {csv}")
+    if plots is not None:
+        written = write_plots(report, plots, overwrite=overwrite)
+        write_manifest(plots, command="eval", args=command_args(dict(config.__dict__)), seed=None,
+                       started=started, finished=now_iso(), counts={"plots": len(written)})
+        log.info(f"{len(written)} plot(s) -> {plots}")
+    if json_out:
+        data = {"gt": str(gt), "pred": str(pred), "split": split, **report.to_dict()}
+        emit_json(json_safe(data))
