@@ -191,3 +191,19 @@ def test_help_has_examples(cli):
     result = cli(["eval", "--help"])
     assert result.exit_code == 0
     assert "Examples" in result.stdout and "--metric" in result.stdout and "stderr" in result.stdout
+
+
+def test_proposals_metric(cli, tmp_path):
+    gt, _ = voc_sample_files(tmp_path)
+    # image 00001 has boxes (25,16)-(63,72) and (129,123)-(170,185); propose one exactly, one poorly
+    lines = [{"file": "00001.png", "boxes": [[25, 16, 63, 72], [0, 0, 50, 50], [129, 123, 150, 150]]},
+             {"summary": {"ok": 1}}]
+    props = tmp_path / "proposals.jsonl"
+    props.write_text("\n".join(json.dumps(x) for x in lines))
+    data = run_json(cli, ["--gt", gt, "--pred", props, "--metric", "proposals", "--counts", "1", "--counts", "3",
+                          "--iou", "0.5", "--plots", tmp_path / "p", "--csv", tmp_path / "p.csv"])
+    assert data["num_gt"] == 15
+    assert data["recall"]["0.5"]["1"] == pytest.approx(1 / 15)
+    assert data["recall"]["0.5"]["3"] == pytest.approx(1 / 15)
+    assert (tmp_path / "p" / "overall.png").is_file()
+    assert next(csv.DictReader((tmp_path / "p.csv").open()))["name"] == "object"

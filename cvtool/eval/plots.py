@@ -53,7 +53,7 @@ def envelope_at(recall: np.ndarray, precision: np.ndarray, points: np.ndarray) -
 
 def plot_pr_curves(jobs: Sequence[tuple[str | os.PathLike[str], str, Sequence[Curve]]], *,
                    overwrite: bool = False) -> list[Path]:
-    """One PNG of PR curves (step lines) per job ``(path, title, curves)``.
+    """One PNG of PR curves (recall on x, precision on y) per job ``(path, title, curves)``.
 
     One figure is drawn and reused for every job (fixed layout, no
     ``tight_layout``): most of matplotlib's cost is building figures and
@@ -75,7 +75,7 @@ def plot_pr_curves(jobs: Sequence[tuple[str | os.PathLike[str], str, Sequence[Cu
             ax.set_prop_cycle(None)  # same colours in every file
             for label, rec, prec in curves:
                 if rec.size:
-                    ax.step(np.r_[0.0, rec], np.r_[prec[0], prec], where="post", label=label)
+                    ax.plot(np.r_[0.0, rec], np.r_[prec[0], prec], label=label)
             ax.set_title(title)
             if curves:
                 ax.legend(loc="lower left", fontsize=8)

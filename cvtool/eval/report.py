@@ -50,7 +50,7 @@ def per_class_table(report) -> tuple[list[str], list[list[Any]]]:
         for t in report.iou_thresholds:
             for c in report.per_class[t]:
                 d = c.to_dict()
-                rows.append([t, d["id"], d["name"], d["num_gt"], d["num_difficult"], d["num_dets"],
+                rows.append([f"{t:g}", d["id"], d["name"], d["num_gt"], d["num_difficult"], d["num_dets"],
                              d["TP"], d["FP"], d["recall"], d["AP"]])
         return headers, rows
     if isinstance(report, LocReport):
