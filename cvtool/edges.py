@@ -46,9 +46,10 @@ _KERNELS = {
 
 def gray_8bit_scale(image: np.ndarray) -> np.ndarray:
     """Grey float32 on the 8-bit scale from a grey/BGR/BGRA uint8, uint16 or float image."""
-    from cvtool.filters.dtypes import check_dtype, max_value
+    from cvtool.filters.dtypes import check_dtype, check_finite, max_value
 
     check_dtype(image)
+    check_finite(image)
     img = image
     if img.ndim == 3:
         img = img[:, :, 0] if img.shape[2] == 1 else img[:, :, :3]

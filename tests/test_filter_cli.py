@@ -111,6 +111,7 @@ def test_json_is_jsonl_with_summary(cli, mixed, tmp_path):
     (["median:k=4"], ["k='4'", "odd"]),
     (["gaussian", "threshold:magic"], ["'magic'", "fixed, otsu, adaptive"]),
     ([], ["no operation"]),
+    (["--alpha", "keep"], ["no operation"]),
 ])
 def test_bad_operations_exit_2_before_any_work(cli, mixed, tmp_path, argv, words):
     src, _ = mixed
@@ -120,6 +121,24 @@ def test_bad_operations_exit_2_before_any_work(cli, mixed, tmp_path, argv, words
     for w in words:
         assert w in res.stderr
     assert not out.exists()
+
+
+def test_missing_input_that_looks_like_an_operation(cli, tmp_path):
+    res = cli(["filter", "photos", "--out", tmp_path / "o", "gaussian"])
+    assert res.exit_code == 2 and "'photos' is neither an existing file or folder nor an operation" in res.stderr
+    res = cli(["filter", "nothere.png", "--out", tmp_path / "o", "gaussian"])
+    assert res.exit_code == 2 and "nothere.png" in res.stderr
+
+
+def test_nan_float_image_is_a_clear_failure(cli, tmp_path):
+    src = tmp_path / "f.tif"
+    img = np.full((8, 8), 0.5, np.float32)
+    img[3, 3] = np.nan
+    cv2.imwrite(str(src), img)
+    res = cli(["filter", src, "--out", tmp_path / "o", "gaussian", "-q"])
+    assert res.exit_code == 1 and "NaN" in res.stderr and "f.tif" in res.stderr
+    res = cli(["edges", src, "--out", tmp_path / "e", "sobel", "-q"])
+    assert res.exit_code == 1 and "NaN" in res.stderr
 
 
 def test_list_and_help(cli):

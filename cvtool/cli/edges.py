@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -47,25 +46,11 @@ class EdgeFormat(str, Enum):
     tif = "tif"
 
 
-@dataclass(frozen=True)
-class EdgesConfig:
-    """Settings of one edges job (picklable, sent to workers)."""
-
-    method: str
-    settings: tuple[tuple[str, Any], ...]
-    max_pixels: int = 200_000_000
-    overwrite: bool = False
-
-
-def edges_one(task, config: EdgesConfig) -> dict[str, Any]:
-    """Read one image, detect edges, write the map atomically (a batch job)."""
+def edges_transform(image, key: str, *, method: str, settings: tuple[tuple[str, Any], ...]):
+    """Detect edges in one image (``key`` is unused: edges are deterministic)."""
     from cvtool.edges import detect_edges
-    from cvtool.io.images import read_image, write_image
 
-    image = read_image(task.item.path, max_pixels=config.max_pixels)
-    result = detect_edges(image, method=config.method, **dict(config.settings))
-    write_image(task.out, result, overwrite=config.overwrite)
-    return {"out": str(task.out), "shape": list(result.shape), "dtype": str(result.dtype)}
+    return detect_edges(image, method=method, **dict(settings))
 
 
 @handle_errors
@@ -106,6 +91,7 @@ def edges_command(
     import functools
 
     from cvtool.errors import UsageError
+    from cvtool.filters.jobs import ImageJob, ok_record
 
     values = list(args or [])
     if not values or values[-1] not in METHODS:
@@ -130,17 +116,17 @@ def edges_command(
         raise UsageError(f"--sigma {sigma} must be > 0 for {method}")
     settings = dict(mode=mode.value, ksize=ksize, neighbours=neighbours, sigma=sigma, low=low, high=high,
                     spread=spread, zc_threshold=zc_threshold, scale=scale.value, depth=depth, binarize=binarize)
-    config = EdgesConfig(method=method, settings=tuple(sorted(settings.items())), max_pixels=max_pixels,
-                         overwrite=overwrite)
+    job = ImageJob(functools.partial(edges_transform, method=method, settings=tuple(sorted(settings.items()))),
+                   max_pixels=max_pixels, overwrite=overwrite)
     ext = "." + out_format.value
     code = run_folder_job(
-        command="edges", inputs=inputs, out=out, func=functools.partial(edges_one, config=config),
+        command="edges", inputs=inputs, out=out, func=job,
         out_name=lambda item: item.rel.with_suffix(ext), recursive=recursive, overwrite=overwrite,
         skip_existing=skip_existing, jobs=jobs, backend=backend.value, scheduler=scheduler, quiet=quiet,
         json_out=json_out,
         args=command_args(dict(inputs=inputs, method=method, **settings, format=out_format, recursive=recursive,
                                overwrite=overwrite, skip_existing=skip_existing, jobs=jobs, backend=backend,
                                scheduler=scheduler, max_pixels=max_pixels)),
-        record=lambda o: {"path": o.path, "rel": o.rel, "status": "ok", **(o.result or {})},
+        record=ok_record,
     )
     raise typer.Exit(code)

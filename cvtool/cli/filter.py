@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any
@@ -44,17 +43,6 @@ class OutFormat(str, Enum):
     webp = "webp"
 
 
-@dataclass(frozen=True)
-class FilterConfig:
-    """Everything one image's work needs (picklable, sent to workers)."""
-
-    steps: tuple[Any, ...]
-    seed: int = 0
-    alpha: str = "keep"
-    max_pixels: int = 200_000_000
-    overwrite: bool = False
-
-
 def split_arguments(args: list[str]) -> tuple[list[str], list[str]]:
     """Split ``INPUTS... OP...``: operations start at the first argument that is not an input.
 
@@ -74,15 +62,11 @@ def split_arguments(args: list[str]) -> tuple[list[str], list[str]]:
     return args[:n], args[n:]
 
 
-def filter_one(task, config: FilterConfig) -> dict[str, Any]:
-    """Read one image, run the pipeline, write the result atomically (a batch job)."""
+def filter_transform(image, key: str, *, steps, seed: int = 0, alpha: str = "keep"):
+    """Run the parsed pipeline on one image (``key``: its relative path, for noise seeds)."""
     from cvtool.filters.parse import apply_pipeline
-    from cvtool.io.images import read_image, write_image
 
-    image = read_image(task.item.path, max_pixels=config.max_pixels)
-    result = apply_pipeline(image, config.steps, seed=config.seed, key=str(task.item.rel), alpha=config.alpha)
-    write_image(task.out, result, overwrite=config.overwrite)
-    return {"out": str(task.out), "shape": list(result.shape), "dtype": str(result.dtype)}
+    return apply_pipeline(image, steps, seed=seed, key=key, alpha=alpha)
 
 
 @handle_errors
@@ -117,18 +101,25 @@ def filter_command(
     import functools
 
     from cvtool.errors import UsageError
-    from cvtool.filters.parse import describe_operations, parse_pipeline
+    from cvtool.filters.jobs import ImageJob, ok_record
+    from cvtool.filters.parse import OPERATION_ALIASES, OPERATION_NAMES, describe_operations, parse_pipeline
 
     if list_ops:
         typer.echo(describe_operations())
         return
     inputs, op_texts = split_arguments(list(args or []))
+    if op_texts and not inputs:
+        first = op_texts[0]
+        if first.split(":", 1)[0].lower() not in OPERATION_ALIASES:
+            raise UsageError(f"{first!r} is neither an existing file or folder nor an operation "
+                             f"(valid operations: {', '.join(OPERATION_NAMES)}); inputs come first")
     if not inputs:
         raise UsageError("no inputs given; usage: cvtool filter INPUTS... --out DIR OP [OP...]")
     steps = parse_pipeline(op_texts)
     if out is None:
         raise UsageError("--out DIR is required")
-    config = FilterConfig(steps=steps, seed=seed, alpha=alpha.value, max_pixels=max_pixels, overwrite=overwrite)
+    job = ImageJob(functools.partial(filter_transform, steps=steps, seed=seed, alpha=alpha.value),
+                   max_pixels=max_pixels, overwrite=overwrite)
     out_name = None
     if out_format is not OutFormat.same:
         ext = "." + out_format.value
@@ -137,13 +128,13 @@ def filter_command(
             return item.rel.with_suffix(ext)
 
     code = run_folder_job(
-        command="filter", inputs=inputs, out=out, func=functools.partial(filter_one, config=config),
+        command="filter", inputs=inputs, out=out, func=job,
         out_name=out_name, recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, jobs=jobs,
         backend=backend.value, scheduler=scheduler, quiet=quiet, json_out=json_out,
         args={**command_args(dict(inputs=inputs, operations=op_texts, seed=seed, alpha=alpha, format=out_format,
                                   recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, jobs=jobs,
                                   backend=backend, scheduler=scheduler, max_pixels=max_pixels))},
         seed=seed,
-        record=lambda o: {"path": o.path, "rel": o.rel, "status": "ok", **(o.result or {})},
+        record=ok_record,
     )
     raise typer.Exit(code)

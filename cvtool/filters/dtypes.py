@@ -36,6 +36,12 @@ def check_dtype(image: np.ndarray) -> None:
         raise ValueError(f"empty image {image.shape}")
 
 
+def check_finite(image: np.ndarray) -> None:
+    """Raise ``ValueError`` when a float image holds NaN or infinite values."""
+    if np.issubdtype(image.dtype, np.floating) and not np.isfinite(image).all():
+        raise ValueError("image has NaN or infinite values; cvtool filters need finite pixels")
+
+
 def max_value(dtype: np.dtype | type) -> float:
     """Full-scale value of ``dtype``: 255, 65535, or 1.0 for floats."""
     dtype = np.dtype(dtype)

@@ -183,6 +183,8 @@ for _op in OPERATIONS:
         _BY_NAME[_n] = _op
 
 OPERATION_NAMES: tuple[str, ...] = tuple(op.name for op in OPERATIONS)
+OPERATION_ALIASES: frozenset[str] = frozenset(_BY_NAME)
+"""Every accepted operation name, aliases included."""
 
 _KEY_VALUE = re.compile(r"^([A-Za-z_][A-Za-z0-9_-]*)=(.*)$", re.S)
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]*$")
@@ -397,11 +399,12 @@ def apply_pipeline(image, steps: tuple[Step, ...], *, seed: int = 0, key: str = 
     import numpy as np
 
     from cvtool.filters import ops
-    from cvtool.filters.dtypes import check_dtype, merge_alpha, split_alpha
+    from cvtool.filters.dtypes import check_dtype, check_finite, merge_alpha, split_alpha
 
     if alpha not in ("keep", "drop"):
         raise ValueError(f"alpha={alpha!r} is not one of keep, drop")
     check_dtype(image)
+    check_finite(image)
     colour, alpha_ch = split_alpha(image)
     if alpha == "drop":
         alpha_ch = None
