@@ -173,7 +173,7 @@ def rank_proposals(hierarchy_boxes: Sequence[np.ndarray], rng: np.random.Generat
 
 
 def _first_unique(boxes: np.ndarray) -> np.ndarray:
-    # TODO: replace by cvtool.boxes' de-duplication helper once boxes.py lands.
+    """Sorted indices of the first copy of each distinct box (exact equality, O(N log N))."""
     _, first = np.unique(boxes, axis=0, return_index=True)
     return np.sort(first)
 
