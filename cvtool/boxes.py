@@ -25,9 +25,14 @@ torchvision: boxes are visited by descending score (ties: the lower index
 first, a stable sort), and a box is suppressed by a kept box when their IoU is
 strictly greater than ``iou_threshold`` (an IoU exactly equal to the threshold
 keeps both).  The optional ``score_threshold`` keeps scores strictly greater
-than it, as OpenCV does.  The NumPy path is block-wise: candidates are taken
-in blocks of sorted boxes, each block is tested against the boxes kept so far
-in one vectorised step, then resolved greedily inside the block.  torch inputs
+than it, as OpenCV does (OpenCV compares float32 scores with a float32
+threshold, so a threshold of 0.1 keeps ``float32(0.1)`` scores here and not
+there; OpenCV also rounds each IoU to float32 before comparing, and counts two
+empty boxes as IoU 1, where cvtool counts them as 0).  The NumPy path is
+block-wise: candidates are taken in blocks of sorted boxes, each block is split
+into spatial cells and each cell tested against the nearby boxes kept so far in
+one vectorised step (float32, with float64 re-tests inside the rounding band),
+then resolved greedily inside the block.  torch inputs
 run the same algorithm on the CPU (the greedy pass is sequential) and return
 indices on the input's device.
 """
@@ -45,6 +50,8 @@ FORMATS = ("xyxy", "xywh", "cxcywh", "xyxyn", "xywhn", "cxcywhn")
 SOFT_NMS_METHODS = ("linear", "gaussian")
 
 _NMS_BLOCK = 256
+_NMS_STRIPS = 4
+_NMS_ROWS = 2
 
 
 # ---------------------------------------------------------------------------
@@ -360,48 +367,101 @@ def giou(boxes1: Any, boxes2: Any) -> Any:
 # ---------------------------------------------------------------------------
 
 
-def _greedy_nms_sorted(b: np.ndarray, iou_threshold: float) -> np.ndarray:
+def _greedy_nms_sorted(b: np.ndarray, iou_threshold: float, labels: np.ndarray | None = None) -> np.ndarray:
     """Greedy NMS of float64 xyxy boxes already sorted by descending score.
 
     Returns the positions (ascending, i.e. by descending score) of kept boxes.
-    Block-wise: each block of candidates is first tested against every box
-    kept so far (one vectorised IoU test), then resolved greedily inside the
-    block with its own small IoU matrix.  "IoU > t" is tested as
-    ``inter > t * union`` (no division).
+    With ``labels``, only boxes of equal label suppress each other.
+
+    Block-wise: each block of ``_NMS_BLOCK`` candidates is first tested
+    against every box kept so far in one vectorised step, then resolved
+    greedily inside the block with its own small IoU matrix.  "IoU > t" is
+    tested as ``inter > t / (1 + t) * (area_a + area_b)`` (no division).  The
+    test against kept boxes runs in float32 with a proven error bound: pairs
+    inside the bound are re-tested in float64, so the result equals a float64
+    greedy NMS (see :func:`_kept_suppress`).
     """
     n = b.shape[0]
-    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, i]) for i in range(4))
-    ar = np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)
     t = iou_threshold
+    k_t = t / (1.0 + t)
+    lo = float(b.min()) if n else 0.0
+    x1, y1, x2, y2 = (np.ascontiguousarray(b[:, i]) - lo for i in range(4))
+    ka = (np.maximum(x2 - x1, 0) * np.maximum(y2 - y1, 0)) * k_t
+    f32 = [a.astype(np.float32) for a in (x1, y1, x2, y2, ka)]
+    # float32 error bound on "inter - rhs" (see _kept_suppress); u = 2**-24
+    big = float(max(np.abs(x2).max(), np.abs(y2).max(), 1.0)) if n else 1.0
+    err = 32.0 * 2.0 ** -24 * big * big
     kept = np.empty(n, dtype=np.int64)
+    kept_xy = np.empty((4, n), dtype=np.float64)  # x1, x2, y1, y2 of kept boxes
     nk = 0
     for start in range(0, n, _NMS_BLOCK):
         stop = min(start + _NMS_BLOCK, n)
-        bx1, by1, bx2, by2, ba = x1[start:stop], y1[start:stop], x2[start:stop], y2[start:stop], ar[start:stop]
-        alive = np.ones(stop - start, dtype=bool)
+        cand = np.arange(start, stop)
         if nk:
-            k = kept[:nk]
-            sup = _overlaps_over(x1[k], y1[k], x2[k], y2[k], ar[k], bx1, by1, bx2, by2, ba, t)
-            alive &= ~sup.any(axis=0)
-        cand = np.flatnonzero(alive)
+            # Split the block into vertical strips (by box centre) and test each
+            # strip only against kept boxes whose x-range meets it: boxes that
+            # do not overlap in x cannot suppress each other.
+            by_x = cand[np.argsort(x1[cand] + x2[cand], kind="stable")]
+            suppressed = np.zeros(n, dtype=bool)
+            kk = kept[:nk]
+            kx1, kx2, ky1, ky2 = kept_xy[0, :nk], kept_xy[1, :nk], kept_xy[2, :nk], kept_xy[3, :nk]
+            for strip in np.array_split(by_x, _NMS_STRIPS):
+                in_strip = (kx1 < x2[strip].max()) & (kx2 > x1[strip].min())
+                by_y = strip[np.argsort(y1[strip] + y2[strip], kind="stable")]
+                for cell in np.array_split(by_y, _NMS_ROWS):
+                    near = kk[in_strip & (ky1 < y2[cell].max()) & (ky2 > y1[cell].min())]
+                    if near.size:
+                        suppressed[cell] = _kept_suppress(near, cell, f32, (x1, y1, x2, y2, ka), err, labels)
+            cand = cand[~suppressed[cand]]
         if cand.size == 0:
             continue
-        sup = _overlaps_over(bx1[cand], by1[cand], bx2[cand], by2[cand], ba[cand],
-                             bx1[cand], by1[cand], bx2[cand], by2[cand], ba[cand], t)
+        c = cand
+        sup = _suppress_matrix(x1[c], y1[c], x2[c], y2[c], ka[c], x1[c], y1[c], x2[c], y2[c], ka[c])
+        if labels is not None:
+            sup &= labels[c][:, None] == labels[c][None, :]
         sup = np.triu(sup, 1)
-        rows = sup.any(axis=1)
-        alive_c = np.ones(cand.size, dtype=bool)
-        for i in np.flatnonzero(rows).tolist():
-            if alive_c[i]:
-                alive_c &= ~sup[i]
-        chosen = cand[alive_c] + start
+        alive = np.ones(c.size, dtype=bool)
+        for i in np.flatnonzero(sup.any(axis=1)).tolist():
+            if alive[i]:
+                alive &= ~sup[i]
+        chosen = c[alive]
         kept[nk:nk + chosen.size] = chosen
+        for row, coord in enumerate((x1, x2, y1, y2)):
+            kept_xy[row, nk:nk + chosen.size] = coord[chosen]
         nk += chosen.size
     return kept[:nk]
 
 
-def _overlaps_over(ax1, ay1, ax2, ay2, aa, bx1, by1, bx2, by2, ba, t) -> np.ndarray:
-    """(len(a), len(b)) bool: IoU > t (degenerate pairs with empty union: False)."""
+def _kept_suppress(k: np.ndarray, c: np.ndarray, f32: list[np.ndarray], f64: tuple[np.ndarray, ...],
+                   err: float, labels: np.ndarray | None) -> np.ndarray:
+    """(len(c),) bool: candidate c is suppressed by some kept box k.
+
+    Computes ``d = inter - rhs`` in float32.  With coordinates in ``[0, M]``
+    and u = 2**-24, every rounding in the chain (coordinates, widths,
+    products, the scaled areas and the final subtraction) adds at most a few
+    u*M**2; their sum stays below ``err = 32 u M**2``.  So ``d > err`` proves
+    suppression, ``d <= -err`` proves none, and only candidates with some
+    pair inside the band are re-tested in float64.
+    """
+    x1, y1, x2, y2, ka = f32
+    d = _inter_minus_rhs(x1[k], y1[k], x2[k], y2[k], ka[k], x1[c], y1[c], x2[c], y2[c], ka[c])
+    if labels is not None:
+        same = labels[k][:, None] == labels[c][None, :]
+        d[~same] = -np.inf
+    sure = (d > err).any(axis=0)
+    maybe = ~sure & (d > -err).any(axis=0)
+    if maybe.any():
+        m = c[maybe]
+        X1, Y1, X2, Y2, KA = f64
+        exact = _suppress_matrix(X1[k], Y1[k], X2[k], Y2[k], KA[k], X1[m], Y1[m], X2[m], Y2[m], KA[m])
+        if labels is not None:
+            exact &= labels[k][:, None] == labels[m][None, :]
+        sure[np.flatnonzero(maybe)] = exact.any(axis=0)
+    return sure
+
+
+def _inter_minus_rhs(ax1, ay1, ax2, ay2, ka, bx1, by1, bx2, by2, kb) -> np.ndarray:
+    """(len(a), len(b)): intersection area minus t/(1+t) * (area_a + area_b)."""
     iw = np.minimum(ax2[:, None], bx2[None, :])
     iw -= np.maximum(ax1[:, None], bx1[None, :])
     np.maximum(iw, 0, out=iw)
@@ -409,11 +469,17 @@ def _overlaps_over(ax1, ay1, ax2, ay2, aa, bx1, by1, bx2, by2, ba, t) -> np.ndar
     ih -= np.maximum(ay1[:, None], by1[None, :])
     np.maximum(ih, 0, out=ih)
     iw *= ih  # intersection
-    # union = aa + ba - inter;  inter > t * union  <=>  inter * (1 + t) > t * (aa + ba)
-    np.add(aa[:, None], ba[None, :], out=ih)
-    ih *= t
-    iw *= 1.0 + t
-    return iw > ih
+    np.add(ka[:, None], kb[None, :], out=ih)
+    iw -= ih
+    return iw
+
+
+def _suppress_matrix(ax1, ay1, ax2, ay2, ka, bx1, by1, bx2, by2, kb) -> np.ndarray:
+    """(len(a), len(b)) bool: IoU > t, i.e. ``inter > t/(1+t) * (area_a + area_b)``.
+
+    Pairs of degenerate boxes (empty union) are never suppressed.
+    """
+    return _inter_minus_rhs(ax1, ay1, ax2, ay2, ka, bx1, by1, bx2, by2, kb) > 0
 
 
 def _prepare_nms(boxes: Any, scores: Any, iou_threshold: float,
@@ -469,9 +535,10 @@ def batched_nms(boxes: Any, scores: Any, labels: Any, *, iou_threshold: float = 
                 score_threshold: float | None = None) -> Any:
     """Non-maximum suppression within each class (no Python loop over classes).
 
-    Boxes of different labels never suppress each other: each class is moved
-    to its own region of the plane (coordinates offset by ``class_rank *
-    (extent + 1)``) and one NMS runs over all boxes.
+    Boxes of different labels never suppress each other: one NMS runs over
+    all boxes with the suppression test masked by label equality (the same
+    effect as torchvision's coordinate-offset trick, without moving boxes
+    far apart, which would cost float precision).
 
     Parameters
     ----------
@@ -497,10 +564,7 @@ def batched_nms(boxes: Any, scores: Any, labels: Any, *, iou_threshold: float = 
     if order.size == 0:
         return _index_result(order, boxes)
     _, rank = np.unique(lab, return_inverse=True)
-    lo = b.min()
-    extent = b.max() - lo + 1.0
-    shifted = b[order] - lo + (rank[order].astype(np.float64) * extent)[:, None]
-    pos = _greedy_nms_sorted(shifted, t)
+    pos = _greedy_nms_sorted(b[order], t, labels=rank[order])
     return _index_result(order[pos], boxes)
 
 

@@ -181,6 +181,35 @@ def test_nms_equals_opencv_with_score_ties_and_clusters():
     np.testing.assert_array_equal(ours, ref)
 
 
+def _reference_greedy(b, s, t, labels=None):
+    """Plain float64 greedy NMS: one IoU row per kept box."""
+    order = np.argsort(-s, kind="stable")
+    alive = np.ones(len(b), bool)
+    keep = []
+    for i in order:
+        if not alive[i]:
+            continue
+        keep.append(i)
+        over = B.iou(b[i:i + 1], b)[0] > t
+        if labels is not None:
+            over &= labels == labels[i]
+        alive &= ~over
+    return np.array(keep, dtype=np.int64)
+
+
+@pytest.mark.parametrize("offset,size", [(0.0, (1, 30)), (1e5, (0.5, 4))])
+def test_nms_equals_plain_greedy_far_from_origin(offset, size):
+    # large coordinates with tiny boxes push pairs into the float32 error band,
+    # where the block algorithm re-tests in float64
+    rng = np.random.default_rng(11)
+    b = _random_boxes(rng, 3000, extent=150, size=size) + offset
+    s = rng.random(3000)
+    ref = _reference_greedy(b, s, 0.4)
+    np.testing.assert_array_equal(B.nms(b, s, iou_threshold=0.4), ref)
+    lab = rng.integers(0, 3, 3000)
+    np.testing.assert_array_equal(B.batched_nms(b, s, lab, iou_threshold=0.4), _reference_greedy(b, s, 0.4, lab))
+
+
 def test_nms_torch_matches_numpy_and_stays_tensor():
     rng = np.random.default_rng(3)
     b = _random_boxes(rng, 600, extent=300)
