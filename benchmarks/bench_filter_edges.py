@@ -25,6 +25,7 @@ anything.
 from __future__ import annotations
 
 import argparse
+import resource
 import shutil
 import statistics
 import subprocess
@@ -79,10 +80,14 @@ def make_images(folder: Path, n: int, seed: int = 0) -> None:
         cv2.imwrite(str(folder / f"img{i:04d}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 90])
 
 
-def run_timed(argv: list[str]) -> float:
+def run_timed(argv: list[str]) -> tuple[float, float]:
+    """Wall seconds and CPU seconds (user + system, the child and its workers) of one command."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     subprocess.run(argv, check=False, stdout=subprocess.DEVNULL)
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
 
 
 def bench_op(op: str, src: Path, work: Path, repeats: int) -> dict[str, float]:
@@ -93,18 +98,24 @@ def bench_op(op: str, src: Path, work: Path, repeats: int) -> dict[str, float]:
         "jobs2": lambda out: cvtool + [a.format(src=src, out=out) for a in CVTOOL[op]] + ["--jobs", "2", "-q"],
     }
     names = list(variants)
-    times: dict[str, list[float]] = {k: [] for k in names}
+    wall: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
     for r in range(repeats):
         order = names[r % len(names):] + names[: r % len(names)]
         for name in order:
             out = work / f"{op}-{name}-{r}"
-            times[name].append(run_timed(variants[name](out)))
+            w, c = run_timed(variants[name](out))
+            wall[name].append(w)
+            cpu[name].append(c)
             shutil.rmtree(out, ignore_errors=True)
-    med = {k: statistics.median(v) for k, v in times.items()}
-    print(f"\n{op}: median of {repeats} runs (s): " + ", ".join(f"{k} {v:.2f}" for k, v in med.items()))
-    print(f"  all runs: " + "; ".join(f"{k} " + ",".join(f"{t:.2f}" for t in v) for k, v in times.items()))
-    print(f"  cvtool --jobs 1 / bare loop = {med['jobs1'] / med['bare']:.3f}  (goal <= 1.15)")
-    print(f"  --jobs 1 / --jobs 2 speed-up = {med['jobs1'] / med['jobs2']:.2f}x  (goal >= 1.7)")
+    med = {k: statistics.median(v) for k, v in wall.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    print(f"\n{op}: median of {repeats} runs, wall s: " + ", ".join(f"{k} {v:.2f}" for k, v in med.items())
+          + "; CPU s: " + ", ".join(f"{k} {v:.2f}" for k, v in cmed.items()))
+    print("  wall, all runs: " + "; ".join(f"{k} " + ",".join(f"{t:.2f}" for t in v) for k, v in wall.items()))
+    print(f"  cvtool --jobs 1 / bare loop = {med['jobs1'] / med['bare']:.3f} wall, "
+          f"{cmed['jobs1'] / cmed['bare']:.3f} CPU  (goal <= 1.15)")
+    print(f"  --jobs 1 / --jobs 2 speed-up = {med['jobs1'] / med['jobs2']:.2f}x wall  (goal >= 1.7)")
     return med
 
 
@@ -138,7 +149,7 @@ def bench_skimage(src: Path, n: int) -> None:
 def bench_help(repeats: int = 10) -> None:
     exe = shutil.which("cvtool")
     argv = [exe, "--help"] if exe else [sys.executable, "-m", "cvtool", "--help"]
-    times = sorted(run_timed(argv) for _ in range(repeats))
+    times = sorted(run_timed(argv)[0] for _ in range(repeats))
     print(f"\ncvtool --help: median {statistics.median(times):.3f} s, min {times[0]:.3f} s  (goal < 0.3 s)")
 
 

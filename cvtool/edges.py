@@ -192,8 +192,17 @@ def auto_canny_thresholds(gray_u8: np.ndarray, *, spread: float = 0.33) -> tuple
     """Median-based thresholds ``((1 - s) m, (1 + s) m)`` clipped to 0..255."""
     if not 0 <= spread <= 1:
         raise ValueError(f"spread={spread} must be within 0..1")
-    m = float(np.median(gray_u8))
+    m = median_u8(gray_u8)
     return max(0.0, (1.0 - spread) * m), min(255.0, (1.0 + spread) * m)
+
+
+def median_u8(gray_u8: np.ndarray) -> float:
+    """``np.median`` of a uint8 image from its histogram (several times faster than sorting)."""
+    cdf = np.cumsum(np.bincount(gray_u8.ravel(), minlength=256))
+    n = int(cdf[-1])
+    lo = int(np.searchsorted(cdf, (n - 1) // 2, side="right"))  # value of element (n - 1) // 2
+    hi = int(np.searchsorted(cdf, n // 2, side="right"))  # value of element n // 2
+    return (lo + hi) / 2.0
 
 
 def gray_u8(image: np.ndarray) -> np.ndarray:
@@ -207,7 +216,7 @@ def gray_u8(image: np.ndarray) -> np.ndarray:
 
 def canny(gray: np.ndarray, *, low: float | None = None, high: float | None = None, spread: float = 0.33,
           sigma: float = 0.0, aperture: int = 3, l2: bool = True) -> np.ndarray:
-    """Canny edges (boolean) of an 8-bit grey image (OpenCV ``Canny``).
+    """Canny edges of an 8-bit grey image (OpenCV ``Canny``): uint8, 255 on edges, else 0.
 
     Parameters
     ----------
@@ -237,7 +246,7 @@ def canny(gray: np.ndarray, *, low: float | None = None, high: float | None = No
         u8 = cv2.GaussianBlur(u8, (k, k), sigma, borderType=BORDER)
     if low is None:
         low, high = auto_canny_thresholds(u8, spread=spread)
-    return cv2.Canny(u8, float(low), float(high), apertureSize=aperture, L2gradient=l2) > 0
+    return cv2.Canny(u8, float(low), float(high), apertureSize=aperture, L2gradient=l2)
 
 
 def to_output(response: np.ndarray, *, scale: str = "max", depth: int = 8, binarize: float | None = None,
@@ -307,8 +316,10 @@ def detect_edges(image: np.ndarray, *, method: str = "sobel", mode: str = "magni
     if method not in METHODS:
         raise ValueError(f"method {method!r} is not one of {', '.join(METHODS)}")
     if method == "canny":
-        resp = canny(gray_u8(image), low=low, high=high, spread=spread, sigma=sigma or 0.0)
-        return to_output(resp, scale=scale, depth=depth, binarize=binarize)
+        found = canny(gray_u8(image), low=low, high=high, spread=spread, sigma=sigma or 0.0)
+        if depth == 8 and binarize is None:
+            return found  # already the 0/255 uint8 map
+        return to_output(found > 0, scale=scale, depth=depth, binarize=binarize)
     gray = gray_8bit_scale(image)
     signed = False
     if method in GRADIENT_METHODS:

@@ -111,6 +111,8 @@ def test_canny_auto_thresholds_and_step_edges(cam):
 
     lo, hi = edges.auto_canny_thresholds(cam, spread=0.33)
     m = float(np.median(cam))
+    for img in (cam, cam[:-1], cam[:1, :1], np.array([[0, 255]], np.uint8), np.array([[3, 9, 200]], np.uint8)):
+        assert edges.median_u8(img) == np.median(img)  # even and odd counts
     assert (lo, hi) == pytest.approx((max(0.0, 0.67 * m), min(255.0, 1.33 * m)))
     got = edges.detect_edges(cam, method="canny")
     np.testing.assert_array_equal(got, cv2.Canny(cam, lo, hi, L2gradient=True))
