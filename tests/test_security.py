@@ -1,0 +1,83 @@
+"""Untrusted files never run code and never reach outside the dataset root."""
+
+from __future__ import annotations
+
+import os
+import pickle
+import zipfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cvtool.datasets.core import safe_join
+from cvtool.errors import BadInputError
+
+
+class _Payload:
+    """Unpickling this creates a marker file: proof that code ran."""
+
+    def __init__(self, marker: str) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("name", ["../../etc/passwd", "/etc/passwd", "a/../../b.png", "", "C:\\x.png",
+                                  "..\\..\\x.png"])
+def test_names_escaping_the_root_are_refused(tmp_path, name):
+    with pytest.raises(BadInputError):
+        safe_join(tmp_path, name)
+
+
+def test_symlink_pointing_outside_is_refused(tmp_path):
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    outside = tmp_path / "secret.png"
+    outside.write_bytes(b"x")
+    os.symlink(outside, root / "images" / "link.png")
+    with pytest.raises(BadInputError, match="outside the dataset root"):
+        safe_join(root, "images/link.png")
+    (root / "images" / "ok.png").write_bytes(b"x")
+    assert safe_join(root, "images/ok.png") == root / "images" / "ok.png"
+
+
+def _npz_with_pickle(path: Path, marker: Path) -> None:
+    """An .npz whose 'kind' member is a pickled object array carrying the payload."""
+    with zipfile.ZipFile(path, "w") as zf:
+        with zf.open("kind.npy", "w") as fh:
+            np.lib.format.write_array(fh, np.array([_Payload(str(marker))], dtype=object),
+                                      allow_pickle=True)
+
+
+def test_model_npz_with_pickle_payload_is_refused(tmp_path):
+    from cvtool.detectors import load_detector, read_model_kind
+
+    marker = tmp_path / "PWNED"
+    model = tmp_path / "model.npz"
+    _npz_with_pickle(model, marker)
+    with pytest.raises(BadInputError, match="not a cvtool model file"):
+        read_model_kind(model)
+    with pytest.raises(BadInputError):
+        load_detector(tmp_path)  # run folder holding model.npz
+    assert not marker.exists()
+
+
+def test_torch_checkpoint_with_pickle_payload_is_refused(tmp_path):
+    torch = pytest.importorskip("torch")
+    from cvtool.detectors import read_model_kind
+
+    marker = tmp_path / "PWNED"
+    ckpt = tmp_path / "weights" / "best.pt"
+    ckpt.parent.mkdir()
+    torch.save({"kind": "localizer", "evil": _Payload(str(marker))}, ckpt)
+    with pytest.raises(BadInputError):
+        read_model_kind(tmp_path)
+    assert not marker.exists()
+    # and a plain pickle file renamed .pt
+    with open(tmp_path / "plain.pt", "wb") as fh:
+        pickle.dump(_Payload(str(marker)), fh)
+    with pytest.raises(BadInputError):
+        read_model_kind(tmp_path / "plain.pt")
+    assert not marker.exists()
