@@ -391,37 +391,39 @@ def accumulate(matches: CocoMatches) -> CocoAccumulation:
     recall = -np.ones((T, K, A, M))
 
     order = np.lexsort((matches.det_rank, matches.det_image, -matches.det_score, matches.det_category))
-    cat_sorted = matches.det_category[order]
-    bounds = np.searchsorted(cat_sorted, np.arange(K + 1))
+    bounds = np.searchsorted(matches.det_category[order], np.arange(K + 1))
+    # (A, T, D) in ranking order, so that each category is a contiguous slice
+    tp_all = np.ascontiguousarray(matches.det_tp[order].transpose(2, 1, 0))
+    fp_all = np.ascontiguousarray(matches.det_fp[order].transpose(2, 1, 0))
+    rank_all = matches.det_rank[order]
     eps = np.spacing(1)
     for k in range(K):
-        sel = order[bounds[k]:bounds[k + 1]]
-        n = sel.size
-        in_budget = matches.det_rank[sel][None, :] < max_dets[:, None]       # (M, n)
-        for a in range(A):
-            npig = int(matches.num_gt[k, a])
-            if npig == 0:
-                continue
-            if n == 0:
-                precision[:, :, k, a, :] = 0.0
-                recall[:, k, a, :] = 0.0
-                continue
-            tp = np.cumsum(matches.det_tp[sel, :, a].T[:, None, :] & in_budget, axis=2)  # (T, M, n)
-            fp = np.cumsum(matches.det_fp[sel, :, a].T[:, None, :] & in_budget, axis=2)
-            tp_f = tp.astype(np.float64)
-            pr = tp_f / (fp.astype(np.float64) + tp_f + eps)
-            env = np.maximum.accumulate(pr[:, :, ::-1], axis=2)[:, :, ::-1]
-            recall[:, k, a, :] = tp_f[:, :, -1] / npig
-            # least tp count c_j with tp/npig >= rec_thr[j], then first index with tp >= c_j
-            need = np.searchsorted(np.arange(npig + 1) / npig, rec_thr, side="left")
-            need = np.minimum(need, n + 1)
-            rows = tp.reshape(-1, n)
-            offset = (np.arange(rows.shape[0]) * (n + 2))[:, None]
-            first = np.searchsorted((rows + offset).ravel(), (need[None, :] + offset).ravel(), side="left")
-            first = first.reshape(rows.shape[0], R) - np.arange(rows.shape[0])[:, None] * n
-            reached = first < n
-            q = np.where(reached, np.take_along_axis(env.reshape(-1, n), np.minimum(first, n - 1), axis=1), 0.0)
-            precision[:, :, k, a, :] = q.reshape(T, M, R).transpose(0, 2, 1)
+        npig = matches.num_gt[k]                                              # (A,)
+        areas = np.flatnonzero(npig > 0)
+        if areas.size == 0:
+            continue
+        lo, hi = int(bounds[k]), int(bounds[k + 1])
+        n = hi - lo
+        if n == 0:
+            precision[:, :, k, areas, :] = 0.0
+            recall[:, k, areas, :] = 0.0
+            continue
+        in_budget = rank_all[lo:hi][None, :] < max_dets[:, None]              # (M, n)
+        tp = np.cumsum(tp_all[areas, :, None, lo:hi] & in_budget, axis=3, dtype=np.float64)  # (a, T, M, n)
+        fp = np.cumsum(fp_all[areas, :, None, lo:hi] & in_budget, axis=3, dtype=np.float64)
+        pr = tp / (fp + tp + eps)
+        env = np.maximum.accumulate(pr[..., ::-1], axis=3)[..., ::-1]
+        recall[:, k, areas, :] = (tp[..., -1] / npig[areas, None, None]).transpose(1, 0, 2)
+        # least tp count c with tp / npig >= each recall threshold (computed as pycocotools
+        # does), then the first index where tp >= c: integer counts, so no rounding differs
+        need = np.stack([np.searchsorted(np.arange(c + 1) / c, rec_thr, side="left") for c in npig[areas]])
+        need = np.broadcast_to(np.minimum(need, n + 1)[:, None, None, :], (areas.size, T, M, R)).reshape(-1, R)
+        rows = tp.reshape(-1, n)
+        offset = np.arange(rows.shape[0], dtype=np.float64)[:, None] * (n + 2)
+        first = np.searchsorted((rows + offset).ravel(), (need + offset).ravel(), side="left")
+        first = first.reshape(-1, R) - np.arange(rows.shape[0])[:, None] * n
+        q = np.where(first < n, np.take_along_axis(env.reshape(-1, n), np.minimum(first, n - 1), axis=1), 0.0)
+        precision[:, :, k, areas, :] = q.reshape(areas.size, T, M, R).transpose(1, 3, 0, 2)
     return CocoAccumulation(matches=matches, precision=precision, recall=recall)
 
 

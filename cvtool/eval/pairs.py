@@ -13,7 +13,7 @@ from collections.abc import Iterator
 
 import numpy as np
 
-DEFAULT_BLOCK = 1 << 22
+DEFAULT_BLOCK = 1 << 18
 
 
 def group_pairs(det_keys: np.ndarray, gt_keys_sorted: np.ndarray, *,
