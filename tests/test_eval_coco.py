@@ -164,3 +164,26 @@ def test_unknown_ids_and_bad_values_are_refused():
         evaluate_coco(gt, Predictions(np.array([1]), box, np.array([np.nan]), np.array([1])))
     with pytest.raises(ValueError, match="max_dets"):
         CocoParams(max_dets=(10, 1))
+
+
+def test_custom_params_equal_pycocotools():
+    gt, results = make_coco_set(7, num_images=30, num_classes=4)
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO()
+        coco_gt.dataset = json.loads(json.dumps(gt))
+        coco_gt.createIndex()
+        ev = COCOeval(coco_gt, coco_gt.loadRes(json.loads(json.dumps(results))), "bbox")
+        ev.params.iouThrs = np.array([0.5, 0.6])
+        ev.params.maxDets = [1, 5, 100]
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    params = CocoParams(iou_thresholds=(0.5, 0.6), max_dets=(1, 5, 100))
+    report = evaluate_coco(dataset_from_coco(gt), predictions_from_results(results), params=params)
+    np.testing.assert_allclose(report.accumulation.precision, ev.eval["precision"], atol=1e-12)
+    np.testing.assert_allclose(report.accumulation.recall, ev.eval["recall"], atol=1e-12)
+    assert report.stats["AP"] == pytest.approx(ev.stats[0], abs=1e-12)
+    assert report.stats["AP75"] == -1 and ev.stats[2] == -1
