@@ -86,6 +86,8 @@ class Dataset:
         Annotation ids from the source file, when it had them.
     root : Path or None
         Folder the ``file_name`` entries are relative to.
+    ann_truncated : (K,) bool ndarray or None
+        Pascal VOC truncated flag, when the source had one.
     """
 
     images: list[ImageRecord] = field(default_factory=list)
@@ -98,6 +100,7 @@ class Dataset:
     ann_area: np.ndarray | None = None
     ann_ids: np.ndarray | None = None
     root: Path | None = None
+    ann_truncated: np.ndarray | None = None
 
     # ------------------------------------------------------------------ basics
     @property
@@ -139,6 +142,7 @@ class Dataset:
             ann_difficult=self.ann_difficult[mask],
             ann_area=None if self.ann_area is None else self.ann_area[mask],
             ann_ids=None if self.ann_ids is None else self.ann_ids[mask],
+            ann_truncated=None if self.ann_truncated is None else self.ann_truncated[mask],
         )
 
     # ------------------------------------------------------------------ paths
@@ -176,8 +180,16 @@ class Dataset:
             arr = getattr(self, name)
             if arr.shape != (k,):
                 raise BadInputError(f"{source}: {name} has shape {arr.shape}, expected ({k},)")
+        for name in ("ann_area", "ann_ids", "ann_truncated"):
+            arr = getattr(self, name)
+            if arr is not None and arr.shape != (k,):
+                raise BadInputError(f"{source}: {name} has shape {arr.shape}, expected ({k},)")
         if self.ann_boxes.shape != (k, 4):
             raise BadInputError(f"{source}: boxes have shape {self.ann_boxes.shape}, expected ({k}, 4)")
+        if self.ann_ids is not None and k:
+            uniq, first, counts = np.unique(self.ann_ids, return_index=True, return_counts=True)
+            if (counts > 1).any():
+                raise BadInputError(f"{source}: duplicate annotation id {int(uniq[counts > 1][0])}")
         ids = [im.id for im in self.images]
         if len(set(ids)) != len(ids):
             dup = next(i for i in ids if ids.count(i) > 1)
@@ -209,6 +221,9 @@ class Dataset:
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
             raise BadInputError(f"{source}: annotation {self._ann_name(i)} has an empty or negative box {b[i].tolist()} (xyxy)")
+        if self.ann_area is not None and k and not (np.isfinite(self.ann_area).all() and (self.ann_area >= 0).all()):
+            i = int(np.flatnonzero(~(np.isfinite(self.ann_area) & (self.ann_area >= 0)))[0])
+            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has area {float(self.ann_area[i])}")
         by_id = self.image_by_id
         w = np.array([by_id[int(i)].width for i in self.ann_image_ids], dtype=np.float64)
         h = np.array([by_id[int(i)].height for i in self.ann_image_ids], dtype=np.float64)

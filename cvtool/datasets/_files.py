@@ -1,0 +1,115 @@
+"""File helpers the format modules share: JSON/text reading with clear errors,
+image sizes from headers, class-name lists, and copying images into a layout."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+from cvtool.errors import BadInputError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_MODES = ("copy", "link", "none")
+"""How writers place images: copy the files, hard-link them (copy where links fail), or leave them."""
+
+
+def read_text(path: Path) -> str:
+    """UTF-8 text of ``path``; BadInputError naming it when unreadable."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except UnicodeDecodeError as exc:
+        raise BadInputError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except IsADirectoryError:
+        raise BadInputError(f"{path}: is a folder, expected a file") from None
+
+
+def read_json(path: Path) -> Any:
+    """Parsed JSON of ``path``; empty or malformed files raise BadInputError naming the line."""
+    text = read_text(path)
+    if not text.strip():
+        raise BadInputError(f"{path}: empty file")
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise BadInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
+    except RecursionError:
+        raise BadInputError(f"{path}: JSON nested too deeply") from None
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) read from the image header (Pillow; the pixels are not decoded)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return int(im.width), int(im.height)
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: image not found (needed for its size)") from None
+    except (UnidentifiedImageError, OSError) as exc:
+        raise BadInputError(f"{path}: cannot read the image size ({exc})") from None
+
+
+def find_classes_file(folder: Path) -> Path | None:
+    """``classes.txt`` in ``folder`` or its parent (the prepare layout keeps it at OUT/)."""
+    for cand in (folder / "classes.txt", folder.parent / "classes.txt"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def read_class_names(path: Path) -> list[str]:
+    """One class name per non-empty line; duplicates refused."""
+    names = [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    if not names:
+        raise BadInputError(f"{path}: no class names")
+    seen: set[str] = set()
+    for n, name in enumerate(names, start=1):
+        if name in seen:
+            raise BadInputError(f"{path}: class name {name!r} appears twice (line {n})")
+        seen.add(name)
+    return names
+
+
+def strip_image_folder(file_name: str) -> PurePosixPath:
+    """``images/a/b.png`` -> ``a/b.png`` (also ``JPEGImages/``); other names unchanged."""
+    p = PurePosixPath(file_name.replace("\\", "/"))
+    if len(p.parts) > 1 and p.parts[0] in ("images", "JPEGImages"):
+        return PurePosixPath(*p.parts[1:])
+    return p
+
+
+def place_image(src: Path, dst: Path, *, mode: str, overwrite: bool) -> None:
+    """Copy or hard-link ``src`` to ``dst`` (``mode='link'`` copies where links are impossible)."""
+    if mode == "none":
+        return
+    if dst.exists() or dst.is_symlink():
+        if not overwrite:
+            raise FileExistsError(f"{dst} exists; pass --overwrite to replace it")
+        if os.path.samefile(src, dst):
+            return
+        dst.unlink()
+    if not src.is_file():
+        raise BadInputError(f"{src}: image not found")
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    if mode == "link":
+        try:
+            os.link(src, dst)
+            return
+        except OSError:
+            pass
+    tmp = dst.with_name(f".{dst.name}.cvtool-tmp-{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+
+
+def fmt_num(v: float) -> str:
+    """Shortest text that reads back as the same float (integers without '.0')."""
+    v = float(v)
+    if v == int(v) and abs(v) < 1e15:
+        return str(int(v))
+    return repr(v)

@@ -1,0 +1,351 @@
+"""Detection results: COCO results JSON and ``detect``'s JSONL records.
+
+COCO results JSON
+    A list of ``{"image_id", "category_id", "bbox": [x, y, w, h], "score"}``;
+    image and category ids must exist in the ground truth it is read against.
+
+JSONL (one record per image, written by ``detect``)::
+
+    {"file": "<rel path>", "width": W, "height": H, "boxes": [[x1, y1, x2, y2], ...],
+     "scores": [...], "labels": [class index, ...], "names": [...], "category_ids": [...]}
+
+Records are matched to ground-truth images by ``file`` against the image's
+``file_name``: the exact relative path first, else a unique base name
+(:class:`FileMatcher`).  Classes come from ``category_ids`` when present,
+else ``names`` (ground-truth category names), else ``labels`` (index into
+the ground-truth categories sorted by id).  ``selective-search`` proposals
+use the same record without scores.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Sequence
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import numpy as np
+
+from cvtool import boxes as box_ops
+from cvtool.datasets._files import read_json, read_text
+from cvtool.datasets.core import Dataset, Predictions
+from cvtool.errors import BadInputError
+
+PRED_FORMATS = ("coco", "jsonl")
+
+
+class FileMatcher:
+    """Map a record's ``file`` to a ground-truth image id.
+
+    The exact relative path (``/`` or ``\\`` separators) wins; otherwise a
+    base name that exactly one ground-truth image has.
+
+    Examples
+    --------
+    >>> from cvtool.datasets.core import ImageRecord
+    >>> m = FileMatcher(Dataset(images=[ImageRecord(7, "images/a.png", 4, 4)]))
+    >>> m("images/a.png"), m("elsewhere/a.png")
+    (7, 7)
+    """
+
+    def __init__(self, gt: Dataset) -> None:
+        self._exact: dict[str, int] = {}
+        self._base: dict[str, list[int]] = {}
+        for im in gt.images:
+            key = _norm(im.file_name)
+            self._exact[key] = im.id
+            self._base.setdefault(PurePosixPath(key).name, []).append(im.id)
+
+    def __call__(self, name: Any, where: str = "record") -> int:
+        if not isinstance(name, str) or not name:
+            raise BadInputError(f"{where}: record has no 'file' name")
+        key = _norm(name)
+        if key in self._exact:
+            return self._exact[key]
+        hits = self._base.get(PurePosixPath(key).name, [])
+        if len(hits) == 1:
+            return hits[0]
+        if not hits:
+            raise BadInputError(f"{where}: file {name!r} matches no ground-truth image")
+        raise BadInputError(f"{where}: file {name!r} matches {len(hits)} ground-truth images by base name; "
+                            "use paths relative to the dataset root")
+
+
+def _norm(name: str) -> str:
+    return PurePosixPath(name.replace("\\", "/")).as_posix()
+
+
+# ---------------------------------------------------------------------------
+# COCO results JSON
+# ---------------------------------------------------------------------------
+
+
+def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results") -> Predictions:
+    """:class:`Predictions` from a parsed COCO results list, checked against ``gt``."""
+    if isinstance(data, dict) and isinstance(data.get("annotations"), list):
+        data = data["annotations"]
+    if not isinstance(data, list):
+        raise BadInputError(f"{source}: expected a COCO results list of "
+                            "{image_id, category_id, bbox, score} objects")
+    n = len(data)
+    image_ids = np.zeros(n, np.int64)
+    labels = np.zeros(n, np.int64)
+    xywh = np.zeros((n, 4))
+    scores = np.zeros(n)
+    for i, rec in enumerate(data):
+        where = f"{source}: record {i}"
+        if not isinstance(rec, dict):
+            raise BadInputError(f"{where}: expected an object, got {type(rec).__name__}")
+        for key in ("image_id", "category_id", "bbox", "score"):
+            if key not in rec:
+                raise BadInputError(f"{where}: missing '{key}'")
+        try:
+            image_ids[i] = _integer(rec["image_id"])
+            labels[i] = _integer(rec["category_id"])
+            scores[i] = _number(rec["score"])
+            bbox = rec["bbox"]
+            if not isinstance(bbox, list) or len(bbox) != 4:
+                raise ValueError
+            xywh[i] = [_number(v) for v in bbox]
+        except (TypeError, ValueError):
+            raise BadInputError(f"{where}: image_id and category_id must be integers, score a number and "
+                                "bbox 4 numbers [x, y, width, height]") from None
+    _check_predictions(image_ids, labels, xywh, scores, gt, source, xywh_boxes=True)
+    return Predictions(image_ids=image_ids, boxes=box_ops.convert(xywh, "xywh", "xyxy"), scores=scores,
+                       labels=labels)
+
+
+def _integer(v: Any) -> int:
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+        raise ValueError
+    return int(v)
+
+
+def _number(v: Any) -> float:
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise ValueError
+    return float(v)
+
+
+def _check_predictions(image_ids: np.ndarray, labels: np.ndarray, b: np.ndarray, scores: np.ndarray,
+                       gt: Dataset, source: Any, *, xywh_boxes: bool) -> None:
+    """NaN/inf, negative sizes, unknown image and category ids -> BadInputError naming the record."""
+    bad = ~(np.isfinite(b).all(axis=1) & np.isfinite(scores))
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"{source}: record {i} has a non-finite box or score")
+    neg = (b[:, 2] < 0) | (b[:, 3] < 0) if xywh_boxes else (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+    if neg.any():
+        i = int(np.flatnonzero(neg)[0])
+        raise BadInputError(f"{source}: record {i} box {b[i].tolist()} has a negative width or height")
+    known = np.array([im.id for im in gt.images], np.int64)
+    bad = ~np.isin(image_ids, known)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"{source}: record {i} refers to image id {int(image_ids[i])}, "
+                            "which the ground truth does not have")
+    cats = np.array([c.id for c in gt.categories], np.int64)
+    bad = ~np.isin(labels, cats)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"{source}: record {i} has category id {int(labels[i])}, not one of the "
+                            f"ground truth's ({', '.join(str(c) for c in sorted(cats.tolist()))})")
+
+
+def read_coco_results(path: str | os.PathLike[str], gt: Dataset) -> Predictions:
+    """Read a COCO results JSON against the ground truth ``gt``.
+
+    Raises
+    ------
+    BadInputError
+        Empty or malformed file, missing keys, non-numbers, NaN/inf, negative
+        sizes, image or category ids the ground truth lacks (naming the record).
+    """
+    path = Path(path)
+    return parse_coco_results(read_json(path), gt, source=path)
+
+
+def coco_results(pred: Predictions) -> list[dict[str, Any]]:
+    """The COCO results list of ``pred`` (bbox as xywh)."""
+    xywh = box_ops.convert(pred.boxes, "xyxy", "xywh") if len(pred) else np.zeros((0, 4))
+    return [{"image_id": int(pred.image_ids[i]), "category_id": int(pred.labels[i]),
+             "bbox": [float(v) for v in xywh[i]], "score": float(pred.scores[i])} for i in range(len(pred))]
+
+
+def write_coco_results(pred: Predictions, path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Write ``pred`` as a COCO results JSON (atomically; full float precision)."""
+    from cvtool.io.atomic import atomic_write_text
+
+    path = Path(path)
+    atomic_write_text(path, json.dumps(coco_results(pred), separators=(",", ":")) + "\n", overwrite=overwrite)
+    return path
+
+
+# ---------------------------------------------------------------------------
+# JSONL records
+# ---------------------------------------------------------------------------
+
+
+def detection_record(file: str, detections: Any, *, width: int, height: int,
+                     class_names: Sequence[str] | None = None,
+                     category_ids: Sequence[int] | None = None) -> dict[str, Any]:
+    """The JSONL record of one image.
+
+    Parameters
+    ----------
+    file : str
+        The input's relative path.
+    detections : Detections
+        ``boxes`` (xyxy), ``scores``, ``labels`` (class indices).
+    width, height : int
+        Image size.
+    class_names, category_ids : sequence, optional
+        Per class index; when given the record carries ``names`` / ``category_ids``.
+    """
+    labels = [int(v) for v in np.asarray(detections.labels).reshape(-1)]
+    rec: dict[str, Any] = {
+        "file": file, "width": int(width), "height": int(height),
+        "boxes": [[float(v) for v in row] for row in np.asarray(detections.boxes).reshape(-1, 4)],
+        "scores": [float(v) for v in np.asarray(detections.scores).reshape(-1)],
+        "labels": labels,
+    }
+    if class_names is not None:
+        rec["names"] = [str(class_names[k]) for k in labels]
+    if category_ids is not None:
+        rec["category_ids"] = [int(category_ids[k]) for k in labels]
+    return rec
+
+
+def write_jsonl(records: Iterable[dict[str, Any]], path: str | os.PathLike[str], *,
+                overwrite: bool = False) -> Path:
+    """Write records one per line (atomically, streamed)."""
+    from cvtool.io.atomic import atomic_open
+
+    path = Path(path)
+    with atomic_open(path, "w", overwrite=overwrite) as fh:
+        for rec in records:
+            fh.write(json.dumps(rec, separators=(",", ":")) + "\n")
+    return path
+
+
+def read_jsonl_records(path: str | os.PathLike[str]) -> list[tuple[int, dict[str, Any]]]:
+    """``(line number, record)`` pairs; blank lines and a final ``{"summary": ...}`` record skipped."""
+    path = Path(path)
+    text = read_text(path)
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            rec = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        if not isinstance(rec, dict):
+            raise BadInputError(f"{path}:{n}: expected one JSON object per line")
+        if "summary" in rec and "file" not in rec:
+            continue
+        out.append((n, rec))
+    if not out and not text.strip():
+        raise BadInputError(f"{path}: empty file")
+    return out
+
+
+def _numbers(rec: dict, key: str, where: str, n: int | None, *, rows: bool = False) -> np.ndarray:
+    value = rec.get(key)
+    if not isinstance(value, list) or (n is not None and len(value) != n):
+        raise BadInputError(f"{where}: '{key}' must be a list" + (f" of {n} entries" if n is not None else ""))
+    try:
+        arr = np.array(value, dtype=np.float64)
+        if rows:
+            arr = arr.reshape(-1, 4) if arr.size == 0 or (arr.ndim == 2 and arr.shape[1] == 4) else None
+    except (TypeError, ValueError):
+        arr = None
+    if arr is None or (not rows and arr.ndim != 1):
+        raise BadInputError(f"{where}: '{key}' must hold numbers" + (" in rows of 4" if rows else ""))
+    if not np.isfinite(arr).all():
+        raise BadInputError(f"{where}: '{key}' contains NaN or infinite values")
+    return arr
+
+
+def _record_categories(rec: dict, n: int, gt: Dataset, where: str) -> np.ndarray:
+    ordered = sorted(c.id for c in gt.categories)
+    if "category_ids" in rec:
+        ids = _numbers(rec, "category_ids", where, n)
+        if (ids != np.round(ids)).any():
+            raise BadInputError(f"{where}: 'category_ids' must be integers")
+        return ids.astype(np.int64)
+    if "names" in rec:
+        by_name = {c.name: c.id for c in gt.categories}
+        names = rec["names"]
+        if not isinstance(names, list) or len(names) != n:
+            raise BadInputError(f"{where}: 'names' must be a list of {n} entries")
+        for name in names:
+            if name not in by_name:
+                raise BadInputError(f"{where}: class name {name!r} is not a ground-truth category "
+                                    f"({', '.join(sorted(by_name))})")
+        return np.array([by_name[x] for x in names], np.int64)
+    if "labels" not in rec:
+        raise BadInputError(f"{where}: record needs 'category_ids', 'names' or 'labels'")
+    idx = _numbers(rec, "labels", where, n)
+    if idx.size and ((idx != np.round(idx)).any() or idx.min() < 0 or idx.max() >= len(ordered)):
+        raise BadInputError(f"{where}: class indices must be integers in 0..{len(ordered) - 1}")
+    return np.array(ordered, np.int64)[idx.astype(np.int64)] if idx.size else np.zeros(0, np.int64)
+
+
+def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *,
+                          require_scores: bool = True) -> Predictions:
+    """Read ``detect``'s JSONL against ``gt`` (records matched by file name).
+
+    Parameters
+    ----------
+    require_scores : bool
+        When false, records without ``scores`` (proposals) get scores that
+        fall with rank (``1, 1/2, 1/3, ...``).
+
+    Raises
+    ------
+    BadInputError
+        Malformed lines, unknown files, two records for one image, lengths
+        that disagree, NaN/inf, inverted boxes, unknown classes.
+    """
+    path = Path(path)
+    match = FileMatcher(gt)
+    seen: dict[int, int] = {}
+    parts: list[tuple[np.ndarray, ...]] = []
+    for n, rec in read_jsonl_records(path):
+        where = f"{path}:{n}"
+        image_id = match(rec.get("file"), where)
+        if image_id in seen:
+            raise BadInputError(f"{where}: image {rec.get('file')!r} already has a record at line {seen[image_id]}")
+        seen[image_id] = n
+        b = _numbers(rec, "boxes", where, None, rows=True)
+        inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
+        if inverted.any():
+            i = int(np.flatnonzero(inverted)[0])
+            raise BadInputError(f"{where}: box {i} {b[i].tolist()} has a negative width or height (xyxy)")
+        if "scores" in rec or require_scores:
+            s = _numbers(rec, "scores", where, len(b))
+        else:
+            s = 1.0 / np.arange(1, len(b) + 1)
+        cats = _record_categories(rec, len(b), gt, where) if len(b) else np.zeros(0, np.int64)
+        unknown = ~np.isin(cats, [c.id for c in gt.categories])
+        if unknown.any():
+            raise BadInputError(f"{where}: category id {int(cats[unknown][0])} is not a ground-truth category")
+        parts.append((np.full(len(b), image_id, np.int64), b, s, cats))
+    if not parts:
+        return Predictions()
+    ids, b, s, cats = (np.concatenate(x) for x in zip(*parts))
+    return Predictions(image_ids=ids, boxes=b.reshape(-1, 4), scores=s, labels=cats)
+
+
+def read_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str | None = None) -> Predictions:
+    """Detections from a COCO results JSON or a JSONL file (``format`` from the extension when None)."""
+    path = Path(path)
+    if format is None:
+        format = "jsonl" if path.suffix.lower() == ".jsonl" else "coco"
+    if format not in PRED_FORMATS:
+        raise ValueError(f"unknown results format {format!r}; valid: {', '.join(PRED_FORMATS)}")
+    if format == "jsonl":
+        return read_detections_jsonl(path, gt)
+    return read_coco_results(path, gt)
