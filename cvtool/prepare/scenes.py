@@ -118,10 +118,10 @@ class SceneSettings:
             if self.tries < 1 or self.restarts < 1:
                 raise UsageError("--tries and --restarts must be >= 1")
             if self.max_iou == 0:
-                ih, iw = _scaled_size(int(pool.sizes[:, 0].min()), int(pool.sizes[:, 1].min()), lo)
-                if a * ih * iw > h * w:
+                smallest = float(ink_areas(pool, self.ink_threshold).min()) * lo * lo
+                if a * smallest > h * w:
                     raise UsageError(
-                        f"--objects {a}-{b} cannot fit: {a} objects of at least {iw}x{ih} pixels without "
+                        f"--objects {a}-{b} cannot fit: {a} ink boxes of at least {smallest:.0f} pixels without "
                         f"overlap (--max-iou 0) need more than the {w}x{h} canvas")
         return self
 
@@ -158,6 +158,17 @@ def ink_box(alpha: np.ndarray, threshold: int = 0) -> tuple[int, int, int, int]:
         return 0, 0, alpha.shape[1], alpha.shape[0]
     cols = np.flatnonzero(ink.any(axis=0))
     return int(cols[0]), int(rows[0]), int(cols[-1]) + 1, int(rows[-1]) + 1
+
+
+def ink_areas(pool: ObjectPool, threshold: int = 0) -> np.ndarray:
+    """(N,) int64: area of each object's ink box at scale 1 (vectorised :func:`ink_box`)."""
+    ink = pool.alpha > threshold
+    rows, cols = ink.any(axis=2), ink.any(axis=1)
+    h = np.where(rows.any(axis=1), rows.shape[1] - np.argmax(rows[:, ::-1], axis=1) - np.argmax(rows, axis=1),
+                 pool.sizes[:, 0])
+    w = np.where(cols.any(axis=1), cols.shape[1] - np.argmax(cols[:, ::-1], axis=1) - np.argmax(cols, axis=1),
+                 pool.sizes[:, 1])
+    return (h * w).astype(np.int64)
 
 
 def blank_canvas(settings: SceneSettings, rng: np.random.Generator,
@@ -253,16 +264,23 @@ def localization_scene(pool: ObjectPool, object_index: int, settings: SceneSetti
     """
     s = float(rng.uniform(*settings.scale)) if settings.scale[0] != settings.scale[1] else float(settings.scale[0])
     colour, alpha = _object(pool, object_index, s)
-    canvas = blank_canvas(settings, rng, backgrounds)
-    if settings.clutter:
-        add_clutter(canvas, pool, settings, rng)
     h, w = alpha.shape
     ch, cw = settings.canvas
-    top = int(rng.integers(ch - h + 1))
-    left = int(rng.integers(cw - w + 1))
-    paste(canvas, colour, alpha, top, left)
+    if colour is None and settings.channels == 1 and not (backgrounds or settings.clutter or settings.noise):
+        # Fast path, same pixels: white ink on black is the alpha itself.
+        top = int(rng.integers(ch - h + 1))
+        left = int(rng.integers(cw - w + 1))
+        image = np.zeros((ch, cw), dtype=np.uint8)
+        image[top:top + h, left:left + w] = alpha
+    else:
+        canvas = blank_canvas(settings, rng, backgrounds)
+        if settings.clutter:
+            add_clutter(canvas, pool, settings, rng)
+        top = int(rng.integers(ch - h + 1))
+        left = int(rng.integers(cw - w + 1))
+        paste(canvas, colour, alpha, top, left)
+        image = finish(canvas, settings, rng)
     x1, y1, x2, y2 = ink_box(alpha, settings.ink_threshold) if settings.tight else (0, 0, w, h)
-    image = finish(canvas, settings, rng)
     boxes = np.array([[left + x1, top + y1, left + x2, top + y2]], dtype=np.float64)
     return image, boxes, np.array([pool.labels[object_index]], dtype=np.int64)
 

@@ -132,6 +132,22 @@ def read_idx(path: str | os.PathLike[str]) -> np.ndarray:
     return arr.astype(dtype.newbyteorder("="), copy=False)
 
 
+def write_idx(path: str | os.PathLike[str], array: np.ndarray) -> None:
+    """Write ``array`` (uint8, 1-4 dimensions) as an IDX file, gzip-compressed when ``path`` ends in ``.gz``.
+
+    The inverse of :func:`read_idx`; used to build small MNIST-format fixtures.
+    """
+    array = np.asarray(array)
+    if array.dtype != np.uint8 or not 1 <= array.ndim <= 4:
+        raise ValueError(f"write_idx needs a uint8 array of 1-4 dimensions, got {array.dtype} {array.shape}")
+    data = struct.pack(">HBB", 0, 0x08, array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+    data += np.ascontiguousarray(array).tobytes()
+    from cvtool.io.atomic import atomic_write_bytes
+
+    path = Path(path)
+    atomic_write_bytes(path, gzip.compress(data, mtime=0) if path.suffix == ".gz" else data, overwrite=True)
+
+
 def _find_idx(folder: Path, stem: str) -> Path:
     for name in (stem, stem + ".gz", stem.replace("-idx", ".idx"), stem.replace("-idx", ".idx") + ".gz"):
         if (folder / name).is_file():

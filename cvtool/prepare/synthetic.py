@@ -96,7 +96,6 @@ def make_dataset(pool: ObjectPool, backgrounds: list[np.ndarray], settings: Scen
     plans = plan_splits(pool, settings.kind, fractions=fractions, count=count, seed=seed)
     prepare_out(opts.out, [p.name for p in plans], npz=opts.npz, png=opts.png, overwrite=opts.overwrite)
     category_ids = np.arange(1, len(pool.class_names) + 1, dtype=np.int64)
-    write_classes(opts.out, pool.class_names)
     summary = {}
     for plan in plans:
         if progress is not None:
@@ -108,4 +107,5 @@ def make_dataset(pool: ObjectPool, backgrounds: list[np.ndarray], settings: Scen
                               category_ids=category_ids)
         summary[plan.name] = {"images": res.num_images, "boxes": int(res.boxes.shape[0]),
                               "objects": len(plan.pool)}
+    write_classes(opts.out, pool.class_names)
     return summary

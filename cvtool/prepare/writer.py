@@ -26,7 +26,9 @@ import io
 import json
 import os
 import shutil
+import struct
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -126,6 +128,34 @@ class _Chunk:
     pool_dir: str | None  # memory-mapped pool for worker processes
 
 
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _png_chunk(tag: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(data, zlib.crc32(tag)))
+
+
+def encode_png(image: np.ndarray, *, level: int = 1) -> bytes:
+    """Encode an 8-bit grey (H, W) or BGR (H, W, 3) image as PNG.
+
+    A minimal deterministic encoder (filter type 0 on every row, one IDAT
+    chunk, zlib at ``level``): for the small canvases of synthetic datasets it
+    is about twice as fast as ``cv2.imencode`` with an explicit compression
+    level, whose per-call set-up dominates at this size.  Any PNG reader
+    decodes the result (tests compare with OpenCV).
+    """
+    if image.dtype != np.uint8 or image.ndim not in (2, 3) or (image.ndim == 3 and image.shape[2] != 3):
+        raise ValueError(f"encode_png needs uint8 (H, W) or (H, W, 3), got {image.dtype} {image.shape}")
+    h, w = image.shape[:2]
+    channels = 1 if image.ndim == 2 else 3
+    raw = np.zeros((h, w * channels + 1), dtype=np.uint8)
+    raw[:, 1:] = (image if channels == 1 else image[:, :, ::-1]).reshape(h, w * channels)
+    comp = zlib.compressobj(level, zlib.DEFLATED, 15, 8)
+    data = comp.compress(raw.tobytes()) + comp.flush()
+    header = struct.pack(">IIBBBBB", w, h, 8, 0 if channels == 1 else 2, 0, 0, 0)
+    return _PNG_SIGNATURE + _png_chunk(b"IHDR", header) + _png_chunk(b"IDAT", data) + _png_chunk(b"IEND", b"")
+
+
 def image_name(index: int) -> str:
     """File name (relative to the split folder) of scene ``index``."""
     return f"images/{index:06d}.png"
@@ -169,14 +199,11 @@ def _load_pool(folder: str) -> tuple[ObjectPool, list[np.ndarray]]:
 
 def _render_chunk(chunk: _Chunk, pool: ObjectPool | None = None,
                   backgrounds: list[np.ndarray] | None = None):
-    import cv2
-
     if pool is None:
         pool, backgrounds = _load_pool(chunk.pool_dir)
     n = chunk.stop - chunk.start
     images = None
     all_boxes, all_labels, counts = [], [], np.zeros(n, dtype=np.int64)
-    params = [cv2.IMWRITE_PNG_COMPRESSION, chunk.png_level]
     for k in range(n):
         index = chunk.start + k
         obj = None if chunk.object_order is None else int(chunk.object_order[k])
@@ -187,11 +214,13 @@ def _render_chunk(chunk: _Chunk, pool: ObjectPool | None = None,
                 images = np.empty((n,) + image.shape, dtype=np.uint8)
             images[k] = image
         if chunk.images_dir is not None:
-            ok, buf = cv2.imencode(".png", image, params)
-            if not ok:  # pragma: no cover - uint8 always encodes
-                raise OSError(f"PNG encoding failed for scene {index}")
-            with open(os.path.join(chunk.images_dir, f"{index:06d}.png"), "wb") as fh:
-                fh.write(buf)
+            data = encode_png(image, level=chunk.png_level)
+            fd = os.open(os.path.join(chunk.images_dir, f"{index:06d}.png"),
+                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
         all_boxes.append(boxes)
         all_labels.append(labels)
         counts[k] = len(labels)
