@@ -405,10 +405,10 @@ def _greedy_nms_sorted(b: np.ndarray, iou_threshold: float, labels: np.ndarray |
             suppressed = np.zeros(n, dtype=bool)
             kk = kept[:nk]
             kx1, kx2, ky1, ky2 = kept_xy[0, :nk], kept_xy[1, :nk], kept_xy[2, :nk], kept_xy[3, :nk]
-            for strip in np.array_split(by_x, _NMS_STRIPS):
+            for strip in (s for s in np.array_split(by_x, _NMS_STRIPS) if s.size):
                 in_strip = (kx1 < x2[strip].max()) & (kx2 > x1[strip].min())
                 by_y = strip[np.argsort(y1[strip] + y2[strip], kind="stable")]
-                for cell in np.array_split(by_y, _NMS_ROWS):
+                for cell in (c for c in np.array_split(by_y, _NMS_ROWS) if c.size):
                     near = kk[in_strip & (ky1 < y2[cell].max()) & (ky2 > y1[cell].min())]
                     if near.size:
                         suppressed[cell] = _kept_suppress(near, cell, f32, (x1, y1, x2, y2, ka), err, labels)
