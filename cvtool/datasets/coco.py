@@ -187,3 +187,38 @@ def write_coco(ds: Dataset, path: str | os.PathLike[str], *, overwrite: bool = F
     path = Path(path)
     atomic_write_text(path, json.dumps(coco_document(ds), separators=(",", ":")) + "\n", overwrite=overwrite)
     return path
+
+
+def write_coco_folder(ds: Dataset, out: str | os.PathLike[str], *, overwrite: bool = False,
+                      images: str = "link") -> Path:
+    """Write ``OUT/annotations.json`` with the images under ``OUT/images/`` (the ``prepare`` split layout).
+
+    Parameters
+    ----------
+    images : {'link', 'copy', 'none'}
+        Hard-link (copy where impossible) or copy each image to
+        ``OUT/images/<name>`` (a leading ``images/`` or ``JPEGImages/``
+        folder of ``file_name`` dropped), or leave the images and keep
+        ``file_name`` as it is.
+
+    Returns
+    -------
+    Path
+        ``OUT/annotations.json``.
+    """
+    from dataclasses import replace
+
+    from cvtool.datasets._files import IMAGE_MODES, place_image, strip_image_folder
+
+    if images not in IMAGE_MODES:
+        raise ValueError(f"images must be one of {', '.join(IMAGE_MODES)}, got {images!r}")
+    out = Path(out)
+    records = []
+    for im in ds.images:
+        if images == "none":
+            records.append(im)
+            continue
+        rel = "images/" + strip_image_folder(im.file_name).as_posix()
+        place_image(ds.image_path(im), out / rel, mode=images, overwrite=overwrite)
+        records.append(replace(im, file_name=rel))
+    return write_coco(replace(ds, images=records, root=out), out / "annotations.json", overwrite=overwrite)
