@@ -1,0 +1,747 @@
+"""HOG + linear SVM sliding-window detector with hard-negative mining.
+
+Dalal & Triggs (2005): a window of fixed size is described by HOG and scored
+by a linear SVM; an image pyramid finds objects of other sizes.  This
+implementation
+
+* trains **one-vs-rest linear SVMs over one shared HOG** (one window size and
+  one set of HOG parameters for every class).  Sharing makes detection cost
+  one HOG pass per pyramid level and one matrix product for all classes
+  together, whatever the number of classes; per-class detectors would repeat
+  the pyramid per class.  Each class's negatives are the background windows
+  *and* the other classes' positives, so a "3" detector learns to reject 8s.
+* makes class scores **comparable** with Platt scaling: each class's SVM
+  margin ``s`` becomes ``sigmoid(a_c * s + b_c)``, fitted on the training
+  windows, so a window is labelled with its most probable class and one
+  ``--conf`` threshold means the same for every class;
+* **mines hard negatives** (``mine_rounds``, default 2): after each training
+  round the detector scans every training image; windows scoring above the
+  SVM margin (raw score > -1) whose IoU with every ground-truth box is below
+  ``mine_iou`` (0.3) become background examples, and the SVMs are retrained;
+* **detects** over a pyramid (``scale_step``, default 1.05): per level, HOG
+  block histograms are computed once over the whole level
+  (:func:`cvtool.hog.dense_blocks`); one matrix product turns them into the
+  contribution of every block to every window position of every class, and
+  shifted sums over the window's block offsets give all window scores.  The
+  surviving windows go through :func:`cvtool.detections.postprocess`.
+
+Boxes: a window covers the object box, made to the window's aspect and grown
+by ``context`` on each side (:mod:`cvtool.prepare.windows`); a detection
+maps back to that object box and then to each class's typical width and
+height ratio inside it (a "1" is narrower than its window).
+
+References
+----------
+N. Dalal and B. Triggs, "Histograms of Oriented Gradients for Human
+Detection", CVPR 2005.  J. Platt, "Probabilistic outputs for support vector
+machines", 1999.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cvtool.errors import BadInputError
+from cvtool.hog import HogParams, check_window, dense_blocks, grid_shape
+from cvtool.prepare.windows import BACKGROUND, WindowSpec, box_heights, fix_aspect, iter_windows, object_box
+
+KIND = "hog-svm"
+SOLVERS = ("auto", "liblinear", "sgd")
+
+
+@dataclass
+class RoundReport:
+    """What one training round saw and achieved."""
+
+    round: int
+    positives: int
+    negatives: int
+    hard_negatives_added: int
+    train_accuracy: float
+    seconds: float
+
+
+def _single_thread_blas():
+    """The products here are small (blocks x 36): BLAS threads only add contention."""
+    from threadpoolctl import threadpool_limits
+
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+class NotFittedError(ValueError):
+    """Raised when an unfitted detector is used."""
+
+
+def _sigmoid(x: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * x))
+
+
+def _logit(p: float) -> float:
+    p = min(max(float(p), 1e-9), 1 - 1e-9)
+    return float(np.log(p / (1 - p)))
+
+
+class HogSvmDetector:
+    """One-vs-rest linear SVMs over a shared HOG, scikit-learn style.
+
+    Parameters
+    ----------
+    window : (w, h) or None
+        Window size in pixels; ``None`` picks it from the training boxes (their
+        median height and aspect, plus the context, rounded to whole block strides).
+    context : float
+        Margin around the object in the window, as a fraction of the object box.
+    hog : HogParams
+        HOG settings (OpenCV engine; L2-Hys).
+    C : float
+        SVM regularisation (smaller: wider margin).
+    negatives_per_image : int
+        Random background windows per training image.
+    neg_iou : float
+        Random negatives overlap every ground-truth box by less than this IoU.
+    mine_rounds : int
+        Hard-negative mining rounds after the first training.
+    mine_iou : float
+        A detection is a false positive when its IoU with every box is below this.
+    hard_per_image : int
+        At most this many hard negatives are added per image and round.
+    flip : bool
+        Also train on left-right mirrored positives.
+    solver : {'auto', 'liblinear', 'sgd'}
+        ``auto`` uses ``LinearSVC`` (liblinear) up to ``sgd_above`` windows, else
+        ``SGDClassifier`` with the hinge loss.
+    sgd_above : int
+    scale_step : float
+        Pyramid scale factor between levels (> 1).
+    min_size, max_size : float or None
+        Smallest/largest object height in pixels searched (default: the
+        training boxes' range, widened by 10%).
+    score_threshold, iou_threshold, max_detections
+        Defaults for :meth:`predict`.
+    class_agnostic : bool
+        NMS across classes (one label per object), else per class.
+    seed : int
+        Seed for negative sampling.
+    jobs : int
+        Threads used to train the per-class SVMs and to scan images.
+    """
+
+    kind = KIND
+
+    def __init__(self, *, window: tuple[int, int] | None = None, context: float = 0.125,
+                 hog: HogParams | None = None, C: float = 0.01, negatives_per_image: int = 10,
+                 neg_iou: float = 0.3, mine_rounds: int = 2, mine_iou: float = 0.3, hard_per_image: int = 20,
+                 flip: bool = False, solver: str = "auto", sgd_above: int = 60000, scale_step: float = 1.05,
+                 min_size: float | None = None, max_size: float | None = None, score_threshold: float = 0.5,
+                 iou_threshold: float = 0.3, max_detections: int = 100, class_agnostic: bool = True,
+                 seed: int = 0, jobs: int = 1) -> None:
+        self.window = window
+        self.context = context
+        self.hog = hog if hog is not None else HogParams(cell=(4, 4))
+        self.C = C
+        self.negatives_per_image = negatives_per_image
+        self.neg_iou = neg_iou
+        self.mine_rounds = mine_rounds
+        self.mine_iou = mine_iou
+        self.hard_per_image = hard_per_image
+        self.flip = flip
+        self.solver = solver
+        self.sgd_above = sgd_above
+        self.scale_step = scale_step
+        self.min_size = min_size
+        self.max_size = max_size
+        self.score_threshold = score_threshold
+        self.iou_threshold = iou_threshold
+        self.max_detections = max_detections
+        self.class_agnostic = class_agnostic
+        self.seed = seed
+        self.jobs = jobs
+
+    # ------------------------------------------------------------------ checks
+    def _validate_settings(self) -> None:
+        if self.solver not in SOLVERS:
+            raise ValueError(f"solver {self.solver!r} is not one of {', '.join(SOLVERS)}")
+        if not self.C > 0:
+            raise ValueError(f"C must be > 0, got {self.C}")
+        if not self.scale_step > 1.0:
+            raise ValueError(f"scale_step must be > 1, got {self.scale_step}")
+        if self.mine_rounds < 0 or self.negatives_per_image < 0 or self.hard_per_image < 0:
+            raise ValueError("mine_rounds, negatives_per_image and hard_per_image must be >= 0")
+        for name in ("neg_iou", "mine_iou", "iou_threshold", "score_threshold"):
+            v = getattr(self, name)
+            if not 0 <= v <= 1:
+                raise ValueError(f"{name} must be in [0, 1], got {v}")
+        if self.hog.block_norm != "L2-Hys":
+            raise ValueError("the HOG+SVM detector uses OpenCV's HOG: block_norm must be L2-Hys")
+
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise NotFittedError("this HogSvmDetector is not fitted yet; call fit() or load a model file")
+
+    @property
+    def classes(self) -> list[str]:
+        self._check_fitted()
+        return list(self.classes_)
+
+    @property
+    def category_ids(self) -> list[int]:
+        self._check_fitted()
+        return [int(c) for c in self.category_ids_]
+
+    @property
+    def spec(self) -> WindowSpec:
+        self._check_fitted()
+        return WindowSpec(self.window_, self.context)
+
+    # --------------------------------------------------------------- training
+    def _auto_window(self, boxes: np.ndarray) -> tuple[int, int]:
+        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
+        aspect = float(np.median(w / h))
+        obj_h = float(np.median(np.maximum(h, w / max(aspect, 1e-6))))
+        (bw, bh), (sx, sy) = self.hog.block_px, self.hog.stride_px
+        f = 1 + 2 * self.context
+        win_h = max(bh + sy, min(256.0, obj_h * f))
+        win_w = max(bw + sx, win_h * aspect)
+        snap = lambda v, b, s: int(b + max(0, round((v - b) / s)) * s)  # noqa: E731
+        return snap(win_w, bw, sx), snap(win_h, bh, sy)
+
+    def _descriptors(self, windows: np.ndarray) -> np.ndarray:
+        from cvtool.hog import as_hog_input, opencv_descriptor
+
+        hog = opencv_descriptor(self.hog, self.window_)
+        d = np.empty((len(windows), self.n_features_), np.float32)
+        for i, w in enumerate(windows):
+            d[i] = hog.compute(as_hog_input(w, gray=True)).ravel()
+        return d
+
+    def _train_svms(self, X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        from joblib import Parallel, delayed
+
+        n_classes = len(self.classes_)
+        use_sgd = self.solver == "sgd" or (self.solver == "auto" and len(y) > self.sgd_above)
+
+        def one(k: int) -> tuple[np.ndarray, float]:
+            target = (y == k).astype(np.int64)
+            if use_sgd:
+                from sklearn.linear_model import SGDClassifier
+
+                clf = SGDClassifier(loss="hinge", alpha=1.0 / (self.C * len(y)), class_weight="balanced",
+                                    max_iter=50, tol=1e-4, random_state=self.seed)
+            else:
+                from sklearn.svm import LinearSVC
+
+                clf = LinearSVC(C=self.C, class_weight="balanced", dual=True, max_iter=5000,
+                                random_state=self.seed)
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # convergence warnings: reported through accuracy
+                clf.fit(X, target)
+            return clf.coef_.ravel().astype(np.float32), float(clf.intercept_[0])
+
+        out = Parallel(n_jobs=max(1, self.jobs), prefer="threads")(delayed(one)(k) for k in range(n_classes))
+        coef = np.stack([o[0] for o in out])
+        intercept = np.array([o[1] for o in out], np.float64)
+        return coef, intercept
+
+    def _raw_scores(self, X: np.ndarray) -> np.ndarray:
+        return X @ self.coef_.T.astype(np.float32) + self.intercept_.astype(np.float32)
+
+    def _calibrate(self, X: np.ndarray, y: np.ndarray) -> np.ndarray:
+        from sklearn.linear_model import LogisticRegression
+
+        s = self._raw_scores(X)
+        cal = np.zeros((len(self.classes_), 2))
+        for k in range(len(self.classes_)):
+            t = (y == k).astype(int)
+            lr = LogisticRegression(C=1.0, class_weight="balanced").fit(s[:, k:k + 1].astype(np.float64), t)
+            cal[k] = (max(float(lr.coef_[0, 0]), 1e-3), float(lr.intercept_[0]))
+        return cal
+
+    def _accuracy(self, X: np.ndarray, y: np.ndarray) -> float:
+        s = self._raw_scores(X)
+        pred = np.where(s.max(axis=1) > 0, s.argmax(axis=1), BACKGROUND)
+        return float((pred == y).mean())
+
+    def fit(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray], labels: Sequence[np.ndarray], *,
+            classes: Sequence[str], category_ids: Sequence[int] | None = None,
+            log: Callable[[str], None] | None = None) -> HogSvmDetector:
+        """Train on images with ground-truth boxes.
+
+        Parameters
+        ----------
+        images : sequence of (H, W[, C]) uint8 ndarray
+        boxes : sequence of (K_i, 4) float ndarray
+            xyxy pixel boxes of each image.
+        labels : sequence of (K_i,) int ndarray
+            Class index ``0..len(classes)-1`` of each box.
+        classes : sequence of str
+        category_ids : sequence of int, optional
+            Dataset category id of each class (default ``1..C``).
+        log : callable, optional
+            Receives one progress line per step (the CLI prints them on stderr).
+
+        Returns
+        -------
+        self
+
+        Raises
+        ------
+        ValueError
+            Mismatched inputs, labels outside the classes, a class without boxes.
+        """
+        say = log or (lambda msg: None)
+        self._validate_settings()
+        if not (len(images) == len(boxes) == len(labels)):
+            raise ValueError(f"images, boxes and labels differ in length: {len(images)}, {len(boxes)}, {len(labels)}")
+        if len(images) == 0:
+            raise ValueError("no training images")
+        boxes = [np.asarray(b, np.float64).reshape(-1, 4) for b in boxes]
+        labels = [np.asarray(lab, np.int64).reshape(-1) for lab in labels]
+        all_b, all_l = np.concatenate(boxes), np.concatenate(labels)
+        n_classes = len(classes)
+        if n_classes == 0:
+            raise ValueError("no classes")
+        bad = (all_l < 0) | (all_l >= n_classes)
+        if bad.any():
+            raise ValueError(f"label {int(all_l[bad][0])} is outside the {n_classes} classes")
+        missing = [classes[k] for k in range(n_classes) if not (all_l == k).any()]
+        if missing:
+            raise ValueError(f"class(es) without any training box: {', '.join(missing)}")
+        self.classes_ = np.array(list(classes), dtype=str)
+        self.category_ids_ = np.array(list(category_ids) if category_ids is not None else range(1, n_classes + 1),
+                                      dtype=np.int64)
+        self.window_ = tuple(int(v) for v in (self.window if self.window is not None else self._auto_window(all_b)))
+        check_window(self.window_, self.hog)
+        spec = WindowSpec(self.window_, self.context)
+        self.grid_ = grid_shape(self.window_, self.hog)
+        self.n_features_ = self.grid_[0] * self.grid_[1] * self.hog.block_dim
+        self.size_range_ = box_heights(all_b, spec.aspect)
+        fixed = fix_aspect(all_b, spec.aspect)
+        ratios = np.stack([(all_b[:, 2] - all_b[:, 0]) / (fixed[:, 2] - fixed[:, 0]),
+                           (all_b[:, 3] - all_b[:, 1]) / (fixed[:, 3] - fixed[:, 1])], axis=1)
+        self.box_ratio_ = np.stack([np.median(ratios[all_l == k], axis=0) for k in range(n_classes)])
+        say(f"window {self.window_[0]}x{self.window_[1]} px ({self.n_features_} features), "
+            f"object heights {self.size_range_[0]:.0f}-{self.size_range_[1]:.0f} px, {n_classes} classes")
+
+        rng = np.random.default_rng(self.seed)
+        t0 = time.perf_counter()
+        Xs, ys = [], []
+        for _, wins, labs, _, _ in iter_windows(images, boxes, labels, spec=spec,
+                                                negatives_per_image=self.negatives_per_image,
+                                                max_iou=self.neg_iou, flip=self.flip, rng=rng):
+            Xs.append(self._descriptors(wins))
+            ys.append(labs)
+        X, y = np.concatenate(Xs), np.concatenate(ys)
+        self.rounds_: list[RoundReport] = []
+        self.round_weights_: list[tuple[np.ndarray, np.ndarray]] = []
+        hard_added = 0
+        for rnd in range(self.mine_rounds + 1):
+            if rnd > 0:
+                with _single_thread_blas():
+                    hard = self._mine(images, boxes)
+                hard_added = len(hard)
+                if hard_added:
+                    X = np.concatenate([X, hard])
+                    y = np.concatenate([y, np.full(hard_added, BACKGROUND, np.int64)])
+            self.coef_, self.intercept_ = self._train_svms(X, y)
+            self.round_weights_.append((self.coef_.copy(), self.intercept_.copy()))
+            rep = RoundReport(rnd, int((y >= 0).sum()), int((y < 0).sum()), hard_added,
+                              self._accuracy(X, y), time.perf_counter() - t0)
+            self.rounds_.append(rep)
+            say(f"round {rnd}: {rep.positives} positives, {rep.negatives} negatives "
+                f"(+{rep.hard_negatives_added} hard), training accuracy {rep.train_accuracy:.4f}, "
+                f"{rep.seconds:.1f} s")
+            t0 = time.perf_counter()
+            if rnd > 0 and hard_added == 0:
+                say("no hard negatives left: stopping early")
+                break
+        self.calibration_ = self._calibrate(X, y)
+        return self
+
+    def _mine(self, images: Sequence[np.ndarray], boxes: Sequence[np.ndarray]) -> np.ndarray:
+        from cvtool.boxes import iou, nms
+
+        raw_min = np.full(len(self.classes_), -1.0)
+        wr, wc = self.grid_
+        found: list[np.ndarray] = []
+        for img, gt in zip(images, boxes):
+            cand = self._scan(img, raw_min=raw_min, keep_blocks=True)
+            if not len(cand["raw"]):
+                continue
+            score = cand["raw"]
+            reg = cand["regions"]
+            obj = object_box(reg, WindowSpec(self.window_, self.context))
+            if len(gt):
+                fp = iou(obj, gt).max(axis=1) < self.mine_iou
+            else:
+                fp = np.ones(len(score), bool)
+            if not fp.any():
+                continue
+            idx = np.flatnonzero(fp)
+            keep = np.asarray(nms(obj[idx], score[idx], iou_threshold=0.5))[: self.hard_per_image]
+            for lvl, r, c in cand["where"][idx[keep]]:
+                win = cand["blocks"][lvl][r:r + wr, c:c + wc]  # (wr, wc, K) -> OpenCV order (wc, wr, K)
+                found.append(win.transpose(1, 0, 2).reshape(1, -1))
+        return np.concatenate(found).astype(np.float32) if found else np.zeros((0, self.n_features_), np.float32)
+
+    # -------------------------------------------------------------- detection
+    def _scales(self, size: tuple[int, int], min_size: float | None, max_size: float | None) -> list[float]:
+        obj_h = WindowSpec(self.window_, self.context).object_size[1]
+        lo = min_size if min_size is not None else (self.min_size if self.min_size is not None
+                                                    else 0.9 * self.size_range_[0])
+        hi = max_size if max_size is not None else (self.max_size if self.max_size is not None
+                                                    else 1.1 * self.size_range_[1])
+        w, h = size
+        s_fit = min(w / self.window_[0], h / self.window_[1])  # level still holds one window
+        s, s_hi = max(lo / obj_h, 1e-3), min(hi / obj_h, s_fit)
+        out = []
+        while s <= s_hi * (1 + 1e-9):
+            out.append(s)
+            s *= self.scale_step
+        return out
+
+    def _class_filters(self) -> np.ndarray:
+        """Weights as ``(K, wr * wc * C)``: block feature -> (block offset, class) contributions."""
+        if getattr(self, "_filters_cache", None) is None or self._filters_cache[0] is not self.coef_:
+            wr, wc = self.grid_
+            K = self.hog.block_dim
+            C = self.coef_.shape[0]
+            w = self.coef_.reshape(C, wc, wr, K)  # OpenCV order: block x outer, block y inner
+            f = np.ascontiguousarray(w.transpose(3, 2, 1, 0).reshape(K, wr * wc * C), dtype=np.float32)
+            self._filters_cache = (self.coef_, f)
+        return self._filters_cache[1]
+
+    def score_level(self, gray: np.ndarray) -> np.ndarray:
+        """Raw SVM scores of every window position of one image (one pyramid level).
+
+        Parameters
+        ----------
+        gray : (H, W) uint8 ndarray
+
+        Returns
+        -------
+        (ny, nx, C) float32 ndarray
+            Score of the window whose top-left corner is at pixel
+            ``(j * stride_w, i * stride_h)``, for each class.
+        """
+        self._check_fitted()
+        with _single_thread_blas():
+            return self._score_blocks(dense_blocks(gray, self.hog))
+
+    def _score_blocks(self, blocks: np.ndarray) -> np.ndarray:
+        rows, cols, K = blocks.shape
+        wr, wc = self.grid_
+        C = self.coef_.shape[0]
+        ny, nx = rows - wr + 1, cols - wc + 1
+        if ny <= 0 or nx <= 0:
+            return np.zeros((0, 0, C), np.float32)
+        R = (blocks.reshape(-1, K) @ self._class_filters()).reshape(rows, cols, wr, wc, C)
+        S = np.empty((ny, nx, C), np.float32)
+        S[:] = self.intercept_.astype(np.float32)
+        for by in range(wr):
+            for bx in range(wc):
+                S += R[by:by + ny, bx:bx + nx, by, bx]
+        return S
+
+    def _scan(self, image: np.ndarray, *, raw_min: np.ndarray, keep_blocks: bool = False,
+              min_size: float | None = None, max_size: float | None = None) -> dict[str, Any]:
+        """Windows of every pyramid level whose raw score beats ``raw_min`` for some class.
+
+        Returns ``regions`` (M, 4) in image pixels, ``scores`` (M, C) raw SVM
+        scores, ``raw`` (M,) their maximum, ``where`` (M, 3) (level, row, col)
+        and, with ``keep_blocks``, each level's block grid in ``blocks``.
+        """
+        import cv2
+
+        from cvtool.hog import as_hog_input
+
+        gray = as_hog_input(image, gray=True)
+        H, W = gray.shape
+        sx, sy = self.hog.stride_px
+        ww, wh = self.window_
+        regs, raws, wheres, kept = [], [], [], []
+        for s in self._scales((W, H), min_size, max_size):
+            size = (max(1, int(round(W / s))), max(1, int(round(H / s))))
+            if size[0] < ww or size[1] < wh:
+                continue
+            level = gray if size == (W, H) else cv2.resize(
+                gray, size, interpolation=cv2.INTER_AREA if s > 1 else cv2.INTER_LINEAR)
+            blocks = dense_blocks(level, self.hog)
+            S = self._score_blocks(blocks)
+            if keep_blocks:
+                kept.append(blocks)
+            hit = (S >= raw_min.astype(np.float32)).any(axis=2)
+            iy, ix = np.nonzero(hit)
+            if not len(iy):
+                continue
+            fx, fy = W / size[0], H / size[1]
+            x1, y1 = ix * sx * fx, iy * sy * fy
+            regs.append(np.stack([x1, y1, x1 + ww * fx, y1 + wh * fy], axis=1))
+            raws.append(S[iy, ix])
+            wheres.append(np.stack([np.full(len(iy), len(kept) - 1 if keep_blocks else 0), iy, ix], axis=1))
+        C = len(self.classes_)
+        out: dict[str, Any] = {
+            "regions": np.concatenate(regs) if regs else np.zeros((0, 4)),
+            "scores": np.concatenate(raws) if raws else np.zeros((0, C), np.float32),
+            "where": np.concatenate(wheres) if wheres else np.zeros((0, 3), np.int64),
+            "blocks": kept,
+        }
+        out["raw"] = out["scores"].max(axis=1) if len(out["scores"]) else np.zeros((0,), np.float32)
+        return out
+
+    def class_boxes(self, regions: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        """Object boxes of window ``regions`` for each window's class (its width/height ratio)."""
+        obj = object_box(regions, WindowSpec(self.window_, self.context))
+        cx, cy = (obj[:, 0] + obj[:, 2]) / 2, (obj[:, 1] + obj[:, 3]) / 2
+        r = self.box_ratio_[labels]
+        hw, hh = (obj[:, 2] - obj[:, 0]) * r[:, 0] / 2, (obj[:, 3] - obj[:, 1]) * r[:, 1] / 2
+        return np.stack([cx - hw, cy - hh, cx + hw, cy + hh], axis=1)
+
+    def predict(self, images: Sequence[np.ndarray], *, score_threshold: float | None = None,
+                iou_threshold: float | None = None, max_detections: int | None = None,
+                min_size: float | None = None, max_size: float | None = None) -> list[Any]:
+        """Detect objects in each image.
+
+        Parameters
+        ----------
+        images : sequence of (H, W[, C]) uint8 ndarray
+            Grey or BGR(A).
+        score_threshold : float, optional
+            Smallest calibrated class probability kept (default: the model's).
+        iou_threshold : float, optional
+            NMS IoU (default: the model's).
+        max_detections : int, optional
+        min_size, max_size : float, optional
+            Object height range in pixels searched by the pyramid.
+
+        Returns
+        -------
+        list of cvtool.detections.Detections
+            One per image; labels index :attr:`classes`.
+        """
+        from cvtool.detections import postprocess
+
+        self._check_fitted()
+        st = self.score_threshold if score_threshold is None else score_threshold
+        it = self.iou_threshold if iou_threshold is None else iou_threshold
+        md = self.max_detections if max_detections is None else max_detections
+        a, b = self.calibration_[:, 0], self.calibration_[:, 1]
+        raw_min = (_logit(st) - b) / a
+
+        def one(img: np.ndarray):
+            cand = self._scan(img, raw_min=raw_min, min_size=min_size, max_size=max_size)
+            probs = _sigmoid(cand["scores"].astype(np.float64) * a + b)
+            lab = probs.argmax(axis=1) if len(probs) else np.zeros((0,), np.int64)
+            score = probs[np.arange(len(lab)), lab] if len(lab) else np.zeros((0,))
+            boxes = self.class_boxes(cand["regions"], lab)
+            return postprocess(boxes, score, lab, image_size=(img.shape[1], img.shape[0]), score_threshold=st,
+                               iou_threshold=it, max_detections=md, class_agnostic=self.class_agnostic)
+
+        with _single_thread_blas():
+            if self.jobs > 1 and len(images) > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                with ThreadPoolExecutor(self.jobs) as pool:
+                    return list(pool.map(one, images))
+            return [one(img) for img in images]
+
+    def with_round(self, rnd: int) -> HogSvmDetector:
+        """A copy using the SVM weights of training round ``rnd`` (for mining reports)."""
+        import copy
+
+        self._check_fitted()
+        other = copy.copy(self)
+        other.coef_, other.intercept_ = self.round_weights_[rnd]
+        other._filters_cache = None
+        return other
+
+    # ------------------------------------------------------------ persistence
+    def settings(self) -> dict[str, Any]:
+        """Constructor settings as JSON-friendly data."""
+        d = {k: getattr(self, k) for k in ("window", "context", "C", "negatives_per_image", "neg_iou",
+                                            "mine_rounds", "mine_iou", "hard_per_image", "flip", "solver",
+                                            "sgd_above", "scale_step", "min_size", "max_size",
+                                            "score_threshold", "iou_threshold", "max_detections",
+                                            "class_agnostic", "seed", "jobs")}
+        d["window"] = list(d["window"]) if d["window"] is not None else None
+        d["hog"] = self.hog.to_dict()
+        return d
+
+    def save(self, path: str | Path, *, overwrite: bool = False) -> Path:
+        """Write the model as a NumPy ``.npz`` (no pickles; see :func:`load`)."""
+        from cvtool import __version__
+        from cvtool.io.atomic import atomic_open
+
+        self._check_fitted()
+        arrays = {
+            "kind": np.array(KIND),
+            "cvtool_version": np.array(__version__),
+            "coef": self.coef_.astype(np.float32),
+            "intercept": self.intercept_.astype(np.float64),
+            "calibration": self.calibration_.astype(np.float64),
+            "box_ratio": self.box_ratio_.astype(np.float64),
+            "classes": np.array(self.classes_, dtype=str),
+            "category_ids": self.category_ids_.astype(np.int64),
+            "window": np.array(self.window_, np.int64),
+            "context": np.float64(self.context),
+            "size_range": np.array(self.size_range_, np.float64),
+            "hog_params": np.array(self.hog.to_json()),
+            "settings": np.array(json.dumps(self.settings(), sort_keys=True)),
+            "rounds": np.array(json.dumps([asdict(r) for r in self.rounds_])),
+            "round_coef": np.stack([w[0] for w in self.round_weights_]).astype(np.float32),
+            "round_intercept": np.stack([w[1] for w in self.round_weights_]).astype(np.float64),
+        }
+        path = Path(path)
+        with atomic_open(path, "wb", overwrite=overwrite) as fh:
+            np.savez_compressed(fh, **arrays)
+        return path
+
+
+_REQUIRED = ("kind", "coef", "intercept", "calibration", "box_ratio", "classes", "category_ids", "window",
+             "context", "size_range", "hog_params", "settings")
+
+
+def load(path: str | Path, *, device: str = "auto") -> HogSvmDetector:
+    """Load a HOG+SVM model file (``.npz``, read with ``allow_pickle=False``).
+
+    ``device`` is accepted for the detector protocol and ignored (CPU only).
+
+    Raises
+    ------
+    BadInputError
+        Not a hog-svm model, missing keys, or inconsistent shapes.
+    """
+    p = Path(path)
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            data = {k: z[k] for k in z.files}
+    except Exception as exc:
+        raise BadInputError(f"{p}: cannot read model ({exc})") from None
+    missing = [k for k in _REQUIRED if k not in data]
+    if missing:
+        raise BadInputError(f"{p}: not a hog-svm model (missing {', '.join(missing)})")
+    if str(data["kind"]) != KIND:
+        raise BadInputError(f"{p}: model kind is {str(data['kind'])!r}, not {KIND!r}")
+    try:
+        settings = json.loads(str(data["settings"]))
+        hog = HogParams.from_dict(json.loads(str(data["hog_params"])))
+        settings.pop("hog", None)
+        if settings.get("window") is not None:
+            settings["window"] = tuple(settings["window"])
+        det = HogSvmDetector(hog=hog, **settings)
+        det.classes_ = np.array(data["classes"], dtype=str).reshape(-1)
+        det.category_ids_ = np.asarray(data["category_ids"], np.int64).reshape(-1)
+        det.window_ = tuple(int(v) for v in np.asarray(data["window"]).reshape(-1))
+        det.context = float(data["context"])
+        check_window(det.window_, hog)
+        det.grid_ = grid_shape(det.window_, hog)
+        det.n_features_ = det.grid_[0] * det.grid_[1] * hog.block_dim
+        det.coef_ = np.asarray(data["coef"], np.float32)
+        det.intercept_ = np.asarray(data["intercept"], np.float64).reshape(-1)
+        det.calibration_ = np.asarray(data["calibration"], np.float64)
+        det.box_ratio_ = np.asarray(data["box_ratio"], np.float64)
+        det.size_range_ = tuple(float(v) for v in np.asarray(data["size_range"]).reshape(-1))
+        rounds = json.loads(str(data["rounds"])) if "rounds" in data else []
+        det.rounds_ = [RoundReport(**r) for r in rounds]
+        if "round_coef" in data:
+            det.round_weights_ = list(zip(np.asarray(data["round_coef"], np.float32),
+                                          np.asarray(data["round_intercept"], np.float64)))
+        else:
+            det.round_weights_ = [(det.coef_, det.intercept_)]
+    except (ValueError, TypeError, KeyError) as exc:
+        raise BadInputError(f"{p}: malformed hog-svm model ({exc})") from None
+    C = len(det.classes_)
+    shapes_ok = (det.coef_.shape == (C, det.n_features_) and det.intercept_.shape == (C,)
+                 and det.calibration_.shape == (C, 2) and det.box_ratio_.shape == (C, 2)
+                 and det.category_ids_.shape == (C,) and len(det.size_range_) == 2)
+    if not shapes_ok or not np.isfinite(det.coef_).all():
+        raise BadInputError(f"{p}: malformed hog-svm model (array shapes do not match {C} classes and "
+                            f"{det.n_features_} features, or weights are not finite)")
+    return det
+
+
+# ---------------------------------------------------------------------------
+# Data in, scores out (shared by `train hog-svm` and the benchmark)
+# ---------------------------------------------------------------------------
+
+
+@dataclass
+class TrainingSplit:
+    """One dataset split as per-image lists (what :meth:`HogSvmDetector.fit` takes).
+
+    ``labels`` are class indices into ``classes``; ``dataset`` is the split as a
+    :class:`~cvtool.datasets.core.Dataset` (image ids, file names) for scoring.
+    """
+
+    images: list[np.ndarray]
+    boxes: list[np.ndarray]
+    labels: list[np.ndarray]
+    classes: list[str]
+    category_ids: list[int]
+    dataset: Any
+
+
+def read_split(path: str | Path, *, split: str = "train", max_images: int | None = None) -> TrainingSplit:
+    """Read a split of any dataset :func:`cvtool.datasets.load_dataset` accepts.
+
+    Classes are the dataset's categories sorted by id.  ``max_images`` keeps
+    the first N images (in id order).
+
+    Raises
+    ------
+    BadInputError
+        Unreadable dataset or image.
+    """
+    from cvtool.datasets import load_dataset
+    from cvtool.io.images import read_image
+
+    ds = load_dataset(path, split=split)
+    images = sorted(ds.images, key=lambda im: im.id)
+    if max_images is not None:
+        images = images[:max_images]
+        ds = ds.subset([im.id for im in images])
+    cats = sorted(ds.categories, key=lambda c: c.id)
+    index = {c.id: k for k, c in enumerate(cats)}
+    pix, bxs, labs = [], [], []
+    for im in images:
+        arr = read_image(ds.image_path(im))
+        if arr.shape[0] != im.height or arr.shape[1] != im.width:
+            raise BadInputError(f"{ds.image_path(im)}: image is {arr.shape[1]}x{arr.shape[0]}, annotations say "
+                                f"{im.width}x{im.height}")
+        sel = ds.annotations_of(im.id)
+        keep = sel[~ds.ann_iscrowd[sel]]
+        pix.append(arr)
+        bxs.append(ds.ann_boxes[keep].astype(np.float64))
+        labs.append(np.array([index[int(c)] for c in ds.ann_labels[keep]], np.int64))
+    return TrainingSplit(pix, bxs, labs, [c.name for c in cats], [c.id for c in cats], ds)
+
+
+def evaluate_split(detector: Any, split: TrainingSplit, *, score_threshold: float = 0.05) -> dict[str, float]:
+    """COCO AP, AP50, AP75 (cvtool.eval) and images/s of ``detector`` on ``split``."""
+    from cvtool.datasets.core import Predictions
+    from cvtool.eval.coco import evaluate_coco
+
+    t0 = time.perf_counter()
+    dets = detector.predict(split.images, score_threshold=score_threshold)
+    seconds = time.perf_counter() - t0
+    ids = [im.id for im in sorted(split.dataset.images, key=lambda im: im.id)]
+    cat = np.asarray(detector.category_ids, np.int64)
+    n = [len(d.scores) for d in dets]
+    pred = Predictions(
+        image_ids=np.repeat(np.array(ids, np.int64), n),
+        boxes=np.concatenate([d.boxes for d in dets]) if dets else np.zeros((0, 4)),
+        scores=np.concatenate([d.scores for d in dets]) if dets else np.zeros((0,)),
+        labels=cat[np.concatenate([d.labels for d in dets]).astype(np.int64)] if sum(n) else np.zeros((0,), np.int64),
+    )
+    rep = evaluate_coco(split.dataset, pred)
+    worst = min((r["AP50"] for r in rep.per_class if r["AP50"] >= 0), default=-1.0)
+    return {"AP": float(rep.stats["AP"]), "AP50": float(rep.stats["AP50"]), "AP75": float(rep.stats["AP75"]),
+            "worst_class_AP50": float(worst), "images_per_s": len(split.images) / max(seconds, 1e-9)}
