@@ -21,7 +21,6 @@ so a training script never needs to know which of the two was written.
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -144,52 +143,37 @@ def _load_npz(path: Path) -> ArrayDataset:
 
 
 def _load_coco_split(ann_path: Path) -> ArrayDataset:
-    from cvtool.datasets.core import safe_join
+    from cvtool.datasets.coco import read_coco
     from cvtool.io.images import read_image
 
-    try:
-        doc = json.loads(ann_path.read_text(encoding="utf-8"))
-        images = sorted(doc["images"], key=lambda im: int(im["id"]))
-        cats = sorted(doc["categories"], key=lambda c: int(c["id"]))
-        anns = doc.get("annotations", [])
-    except (OSError, ValueError, KeyError, TypeError) as exc:
-        raise BadInputError(f"{ann_path}: not a COCO annotation file ({exc})") from None
-    root = ann_path.parent
-    index_of = {int(im["id"]): i for i, im in enumerate(images)}
+    ds = read_coco(ann_path)
+    images = sorted(ds.images, key=lambda im: im.id)
+    index_of = {im.id: i for i, im in enumerate(images)}
     pixels = []
     shape = None
     for im in images:
-        arr = read_image(safe_join(root, str(im["file_name"])))
+        arr = read_image(ds.image_path(im))
         if arr.dtype != np.uint8:
-            raise BadInputError(f"{im['file_name']}: {arr.dtype} image; arrays hold uint8 only")
+            raise BadInputError(f"{im.file_name}: {arr.dtype} image; arrays hold uint8 only")
         if arr.ndim == 3 and arr.shape[2] == 4:
             arr = arr[:, :, :3]
         if shape is None:
             shape = arr.shape
         elif arr.shape != shape:
-            raise BadInputError(f"{ann_path}: {im['file_name']} is {arr.shape}, the first image {shape}; "
+            raise BadInputError(f"{ann_path}: {im.file_name} is {arr.shape}, the first image {shape}; "
                                 "arrays need images of one size")
         pixels.append(arr)
-    boxes = np.zeros((len(anns), 4), dtype=np.float32)
-    labels = np.zeros(len(anns), dtype=np.int64)
-    box_image = np.zeros(len(anns), dtype=np.int64)
-    for k, a in enumerate(anns):
-        try:
-            x, y, w, h = (float(v) for v in a["bbox"])
-            box_image[k] = index_of[int(a["image_id"])]
-            labels[k] = int(a["category_id"])
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BadInputError(f"{ann_path}: annotation #{k} is malformed ({exc})") from None
-        boxes[k] = (x, y, x + w, y + h)
+    box_image = np.array([index_of[int(i)] for i in ds.ann_image_ids], dtype=np.int64)
     order = np.argsort(box_image, kind="stable")
+    cats = sorted(ds.categories, key=lambda c: c.id)
     stacked = np.stack(pixels) if pixels else np.zeros((0, 1, 1), dtype=np.uint8)
     return ArrayDataset(
         images=stacked,
-        boxes=boxes[order],
-        labels=labels[order],
+        boxes=ds.ann_boxes[order].astype(np.float32),
+        labels=ds.ann_labels[order].astype(np.int64),
         box_image=box_image[order],
-        category_ids=np.array([int(c["id"]) for c in cats], dtype=np.int64),
-        category_names=np.array([str(c["name"]) for c in cats], dtype=str),
+        category_ids=np.array([c.id for c in cats], dtype=np.int64),
+        category_names=np.array([c.name for c in cats], dtype=str),
     ).validate(source=str(ann_path))
 
 

@@ -231,6 +231,28 @@ def box_heights(boxes: np.ndarray, aspect: float) -> tuple[float, float]:
     return float(hts.min()), float(hts.max())
 
 
+def auto_window(boxes: np.ndarray, *, context: float, base: tuple[int, int] = (4, 4),
+                step: tuple[int, int] = (4, 4), max_height: int = 256) -> tuple[int, int]:
+    """A window for ``boxes``: their median aspect and height plus the context.
+
+    Sizes are snapped to ``base + k * step`` (for HOG: one block plus whole
+    block strides), at least ``base + step``.
+    """
+    b = np.asarray(boxes, dtype=np.float64).reshape(-1, 4)
+    if b.shape[0] == 0:
+        raise ValueError("no boxes to size a window from")
+    w, h = b[:, 2] - b[:, 0], b[:, 3] - b[:, 1]
+    aspect = float(np.median(w / h))
+    obj_h = float(np.median(np.maximum(h, w / max(aspect, 1e-6))))
+    win_h = max(base[1] + step[1], min(float(max_height), obj_h * (1 + 2 * context)))
+    win_w = max(base[0] + step[0], win_h * aspect)
+
+    def snap(v: float, b0: int, s: int) -> int:
+        return int(b0 + max(1, round((v - b0) / s)) * s)
+
+    return snap(win_w, base[0], step[0]), snap(win_h, base[1], step[1])
+
+
 def iter_windows(
     images: Sequence[np.ndarray],
     boxes: Sequence[np.ndarray],

@@ -397,11 +397,7 @@ def write_split(plan: SplitPlan, settings: SceneSettings, *, seed: int, opts: Ou
             npz_writer = None
         if opts.png:
             write_annotations(tmp_dir, result, plan.pool.class_names, category_ids, fmt=opts.format)
-            if final_dir.exists():
-                if not opts.overwrite:
-                    raise FileExistsError(f"{final_dir} exists; pass --overwrite to replace it")
-                shutil.rmtree(final_dir)
-            os.replace(tmp_dir, final_dir)
+            commit_dir(tmp_dir, final_dir, overwrite=opts.overwrite)
         return result
     finally:
         if npz_writer is not None:
@@ -410,42 +406,38 @@ def write_split(plan: SplitPlan, settings: SceneSettings, *, seed: int, opts: Ou
         shutil.rmtree(tmp_dir, ignore_errors=True)
 
 
-def coco_document(result: SplitResult, class_names: tuple[str, ...], category_ids: np.ndarray) -> Iterator[str]:
-    """The split's COCO JSON, as text pieces (streamed; fixed key order and number format)."""
-    h, w = result.image_shape[:2]
-    yield '{"info":{"description":"cvtool prepare synthetic dataset"},"images":['
-    for i in range(result.num_images):
-        yield ("," if i else "") + json.dumps(
-            {"id": i + 1, "file_name": image_name(i), "width": w, "height": h}, separators=(",", ":"))
-    yield '],"annotations":['
-    b = result.boxes
-    for k in range(b.shape[0]):
-        x1, y1, x2, y2 = (float(v) for v in b[k])
-        bw, bh = x2 - x1, y2 - y1
-        yield ("," if k else "") + json.dumps(
-            {"id": k + 1, "image_id": int(result.box_image[k]) + 1, "category_id": int(result.labels[k]),
-             "bbox": [_num(x1), _num(y1), _num(bw), _num(bh)], "area": _num(bw * bh), "iscrowd": 0},
-            separators=(",", ":"))
-    yield '],"categories":['
-    yield ",".join(json.dumps({"id": int(c), "name": n, "supercategory": "object"}, separators=(",", ":"))
-                   for c, n in zip(category_ids, class_names))
-    yield "]}\n"
-
-
-def _num(v: float) -> float | int:
-    r = round(v, 3)
-    return int(r) if r == int(r) else r
-
-
 def write_annotations(split_dir: Path, result: SplitResult, class_names: tuple[str, ...],
                       category_ids: np.ndarray, *, fmt: str = "coco") -> None:
     """Write the split's annotation file(s) into ``split_dir`` (which holds ``images/``)."""
+    from cvtool.datasets.core import Category, Dataset, ImageRecord
+
+    h, w = result.image_shape[:2]
+    ds = Dataset(
+        images=[ImageRecord(i + 1, image_name(i), w, h) for i in range(result.num_images)],
+        categories=[Category(int(c), n) for c, n in zip(category_ids, class_names)],
+        ann_image_ids=result.box_image + 1, ann_boxes=result.boxes.astype(np.float64),
+        ann_labels=result.labels, ann_iscrowd=np.zeros(len(result.labels), dtype=bool),
+        ann_difficult=np.zeros(len(result.labels), dtype=bool), root=split_dir)
+    write_dataset_files(ds, split_dir, fmt=fmt)
+
+
+def write_dataset_files(ds, split_dir: Path, *, fmt: str = "coco") -> None:
+    """Write ``ds``'s annotations in ``fmt`` into ``split_dir`` (images already under ``split_dir/images``)."""
     if fmt == "coco":
-        with open(split_dir / "annotations.json", "w", encoding="utf-8", newline="\n") as fh:
-            for piece in coco_document(result, class_names, category_ids):
-                fh.write(piece)
+        from cvtool.datasets.coco import write_coco
+
+        write_coco(ds, split_dir / "annotations.json", overwrite=True)
         return
     raise UsageError(f"--format {fmt} is not available yet (the YOLO/VOC writers have not landed); use coco")
+
+
+def commit_dir(tmp_dir: Path, final_dir: Path, *, overwrite: bool) -> None:
+    """Rename a finished temporary folder to its final name (replacing it only with ``overwrite``)."""
+    if final_dir.exists():
+        if not overwrite:
+            raise FileExistsError(f"{final_dir} exists; pass --overwrite to replace it")
+        shutil.rmtree(final_dir)
+    os.replace(tmp_dir, final_dir)
 
 
 def write_classes(out: Path, class_names: tuple[str, ...]) -> None:
