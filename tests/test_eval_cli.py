@@ -207,3 +207,14 @@ def test_proposals_metric(cli, tmp_path):
     assert data["recall"]["0.5"]["3"] == pytest.approx(1 / 15)
     assert (tmp_path / "p" / "overall.png").is_file()
     assert next(csv.DictReader((tmp_path / "p.csv").open()))["name"] == "object"
+
+
+def test_text_box_files(cli):
+    voc = DATA / "voc_sample"
+    data = run_json(cli, ["--gt", voc / "ground_truth", "--gt-format", "text", "--pred", voc / "detections",
+                          "--pred-format", "text", "--box-format", "xywh", "--metric", "voc11", "--voc-pixels",
+                          "--iou", "0.1"])
+    assert data["mAP"]["0.1"] == pytest.approx(0.3333333333, abs=1e-9)
+    bad = cli(["eval", "--gt", voc / "ground_truth", "--gt-format", "text", "--box-format", "xywhz",
+               "--pred", voc / "detections"])
+    assert bad.exit_code == 2 and "xywhz" in bad.output

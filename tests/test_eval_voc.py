@@ -23,25 +23,19 @@ EXPECTED = {
 
 
 def read_voc_sample() -> tuple[Dataset, Predictions]:
-    """The plain-text sample: `class left top width height` / `class conf left top width height`."""
-    images, gi, gb, di, db, ds = [], [], [], [], [], []
-    for i, f in enumerate(sorted((VOC_SAMPLE / "ground_truth").glob("*.txt")), start=1):
-        images.append(ImageRecord(i, f"{f.stem}.png", 200, 200))
-        for line in f.read_text().splitlines():
-            if line.strip():
-                _, x, y, w, h = line.split()
-                gi.append(i)
-                gb.append([float(x), float(y), float(x) + float(w), float(y) + float(h)])
-        for line in (VOC_SAMPLE / "detections" / f.name).read_text().splitlines():
-            if line.strip():
-                _, s, x, y, w, h = line.split()
-                di.append(i)
-                ds.append(float(s))
-                db.append([float(x), float(y), float(x) + float(w), float(y) + float(h)])
-    gt = Dataset(images=images, categories=[Category(1, "object")], ann_image_ids=np.array(gi),
-                 ann_boxes=np.array(gb), ann_labels=np.ones(len(gi), dtype=np.int64),
-                 ann_iscrowd=np.zeros(len(gi), bool), ann_difficult=np.zeros(len(gi), bool))
-    return gt, Predictions(np.array(di), np.array(db), np.array(ds), np.ones(len(di), dtype=np.int64))
+    """The plain-text sample (`class left top width height`, detections with a confidence)."""
+    from cvtool.datasets.text import read_text_boxes, read_text_predictions
+
+    gt = read_text_boxes(VOC_SAMPLE / "ground_truth", box_format="xywh")
+    return gt, read_text_predictions(VOC_SAMPLE / "detections", gt, box_format="xywh")
+
+
+def test_voc_sample_is_read_as_written():
+    gt, pred = read_voc_sample()
+    assert len(gt.images) == 7 and gt.num_annotations == 15 and len(pred) == 24
+    first = (VOC_SAMPLE / "ground_truth" / "00001.txt").read_text().split()   # object 25 16 38 56
+    x, y, w, h = map(float, first[1:5])
+    assert [x, y, x + w, y + h] in gt.ann_boxes.tolist()
 
 
 @pytest.mark.parametrize("method", ["11-point", "all-point"])

@@ -21,6 +21,7 @@ EPILOG = examples(
     "cvtool eval --gt data/digits --split test --pred dets/detections.jsonl",
     "cvtool eval --gt annotations.json --pred results.json --json > metrics.json",
     "cvtool eval --gt data/voc --gt-format voc --pred dets/ --metric voc --iou 0.5 --iou 0.75 --voc-pixels",
+    "cvtool eval --gt gt_txt/ --gt-format text --pred det_txt/ --pred-format text --box-format xywh --metric voc11",
     "cvtool eval --gt data/loc --split test --pred dets/detections.jsonl --metric loc --iou 0.6",
     "cvtool eval --gt data/test/annotations.json --pred props/proposals.jsonl --metric proposals",
     "cvtool eval --gt annotations.json --pred results.json --plots plots/ --csv per_class.csv --overwrite",
@@ -40,12 +41,20 @@ class GtFormat(str, Enum):
     coco = "coco"
     yolo = "yolo"
     voc = "voc"
+    text = "text"
 
 
 class PredFormat(str, Enum):
     auto = "auto"
     coco = "coco"
     jsonl = "jsonl"
+    text = "text"
+
+
+class BoxFormat(str, Enum):
+    xyxy = "xyxy"
+    xywh = "xywh"
+    cxcywh = "cxcywh"
 
 
 @dataclass(frozen=True)
@@ -59,6 +68,9 @@ class EvalConfig:
     gt_format: str
     pred_format: str
     split: str
+    box_format: str
+    relative: bool
+    clip: bool
     voc_pixels: bool
     counts: tuple[int, ...]
     plots: Path | None
@@ -89,13 +101,15 @@ def run_eval(config: EvalConfig):
     """Load inputs, evaluate; return the report object of the chosen metric."""
     from cvtool.eval.inputs import load_ground_truth, load_predictions, load_proposals
 
-    gt = load_ground_truth(config.gt, split=config.split, format=config.gt_format)
+    gt = load_ground_truth(config.gt, split=config.split, format=config.gt_format, box_format=config.box_format,
+                           relative=config.relative, clip=config.clip)
     if config.metric == "proposals":
         from cvtool.eval.proposals import evaluate_proposals
 
         proposals = load_proposals(config.pred, gt)
         return evaluate_proposals(gt, proposals, counts=config.counts, iou_thresholds=config.iou or (0.5, 0.7))
-    pred = load_predictions(config.pred, gt, format=config.pred_format)
+    pred = load_predictions(config.pred, gt, format=config.pred_format, box_format=config.box_format,
+                            relative=config.relative)
     if config.metric == "coco":
         from cvtool.eval.coco import CocoParams, evaluate_coco
 
@@ -173,13 +187,16 @@ def write_plots(report, out: Path, *, overwrite: bool) -> list[Path]:
 
 @handle_errors
 def eval_command(
-    gt: Annotated[Path, typer.Option("--gt", help="Ground truth: a prepare folder (with --split), a COCO JSON, a YOLO or VOC folder.", show_default=False)],
-    pred: Annotated[Path, typer.Option("--pred", help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), selective-search proposals.jsonl.", show_default=False)],
+    gt: Annotated[Path, typer.Option("--gt", help="Ground truth: a prepare folder (with --split), a COCO JSON, a YOLO folder or data.yaml, a VOC folder, text box files.", show_default=False)],
+    pred: Annotated[Path, typer.Option("--pred", help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), text files (class score a b c d), selective-search proposals.jsonl.", show_default=False)],
     metric: Annotated[Metric, typer.Option("--metric", "-m", help="coco: 12 COCO stats + AR50/AR75; voc: all-point AP; voc11: 11-point AP; loc: single-object accuracy/IoU; proposals: recall and ABO.")] = Metric.coco,
     iou: Annotated[list[float] | None, typer.Option("--iou", help="IoU threshold(s), repeatable. voc/voc11: default 0.5; loc: default 0.6; proposals: default 0.5 and 0.7; coco: replaces the 0.5:0.95 grid.", show_default=False)] = None,
     gt_format: Annotated[GtFormat, typer.Option("--gt-format", help="Ground-truth format (auto: from the path).")] = GtFormat.auto,
     pred_format: Annotated[PredFormat, typer.Option("--pred-format", help="Prediction format (auto: .jsonl or .json).")] = PredFormat.auto,
-    split: Annotated[str, typer.Option("--split", help="Split of a prepare folder.")] = "test",
+    split: Annotated[str, typer.Option("--split", help="Split of a prepare folder (or of a YOLO data.yaml).")] = "test",
+    box_format: Annotated[BoxFormat, typer.Option("--box-format", help="Box values of text files (--gt-format/--pred-format text): lines 'class (score) a b c d'.")] = BoxFormat.xyxy,
+    relative: Annotated[bool, typer.Option("--relative", help="Text box values are divided by the image size.")] = False,
+    clip: Annotated[bool, typer.Option("--clip", help="Clip ground-truth boxes sticking out of their image instead of refusing them.")] = False,
     voc_pixels: Annotated[bool, typer.Option("--voc-pixels", help="VOC '+1 pixel' rule: widths are x2 - x1 + 1 (voc/voc11).")] = False,
     counts: Annotated[list[int] | None, typer.Option("--counts", help="proposals: numbers of proposals to report recall at (default 100 500 1000 2000).", show_default=False)] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PR-curve PNGs (one per class, overall.png) and run.json.", show_default=False)] = None,
@@ -207,7 +224,8 @@ def eval_command(
     if counts and metric != Metric.proposals:
         raise UsageError("--counts applies to --metric proposals only")
     config = EvalConfig(gt=gt, pred=pred, metric=metric.value, iou=tuple(iou or ()), gt_format=gt_format.value,
-                        pred_format=pred_format.value, split=split, voc_pixels=voc_pixels,
+                        pred_format=pred_format.value, split=split, box_format=box_format.value, relative=relative,
+                        clip=clip, voc_pixels=voc_pixels,
                         counts=tuple(counts or (100, 500, 1000, 2000)), plots=plots, csv=csv, overwrite=overwrite)
     _check_outputs(config)
     report = run_eval(config)
