@@ -145,3 +145,23 @@ def test_cli_usage_errors(tmp_path, cli, args, message):
     assert res.exit_code == 2, res.output
     assert message in res.output
     assert not (tmp_path / "o" / "train").exists()
+
+
+@pytest.mark.parametrize("fmt", ["yolo", "voc"])
+def test_yolo_and_voc_read_back(tmp_path, cli, fmt):
+    from cvtool.datasets import load_dataset
+
+    common = ["prepare", "detection", "--count", "6", "--jobs", "1", "--quiet", "--seed", "2"]
+    assert cli(common + ["--out", tmp_path / "coco"]).exit_code == 0
+    res = cli(common + ["--out", tmp_path / fmt, "--format", fmt])
+    assert res.exit_code == 0, res.output
+    ref, got = load_dataset(tmp_path / "coco"), load_dataset(tmp_path / fmt)
+    assert len(got.images) == 6 and got.num_annotations == ref.num_annotations
+    names = ref.category_names
+    order_r = np.lexsort((ref.ann_boxes[:, 0], ref.ann_boxes[:, 1], ref.ann_image_ids))
+    order_g = np.lexsort((got.ann_boxes[:, 0], got.ann_boxes[:, 1], got.ann_image_ids))
+    np.testing.assert_allclose(got.ann_boxes[order_g], ref.ann_boxes[order_r], atol=1.0)
+    assert [got.category_names[int(i)] for i in got.ann_labels[order_g]] == \
+        [names[int(i)] for i in ref.ann_labels[order_r]]
+    for im in got.images:
+        assert got.image_path(im).is_file()

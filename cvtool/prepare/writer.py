@@ -427,8 +427,16 @@ def write_dataset_files(ds, split_dir: Path, *, fmt: str = "coco") -> None:
         from cvtool.datasets.coco import write_coco
 
         write_coco(ds, split_dir / "annotations.json", overwrite=True)
-        return
-    raise UsageError(f"--format {fmt} is not available yet (the YOLO/VOC writers have not landed); use coco")
+    elif fmt == "yolo":  # split_dir/labels/*.txt, data.yaml, classes.txt
+        from cvtool.datasets.yolo import write_yolo
+
+        write_yolo(ds, split_dir, overwrite=True, images="none")
+    elif fmt == "voc":  # split_dir/Annotations/*.xml naming images/NNNNNN.png
+        from cvtool.datasets.voc import write_voc
+
+        write_voc(ds, split_dir, overwrite=True, images="none")
+    else:
+        raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
 def commit_dir(tmp_dir: Path, final_dir: Path, *, overwrite: bool) -> None:
