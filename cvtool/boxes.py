@@ -262,11 +262,10 @@ def _inter_union(a: Any, b: Any) -> tuple[Any, Any]:
     area_a = area(a)
     area_b = area(b)
     if _is_tensor(a):
-        lt_x = maximum(a[:, None, 0], b[None, :, 0])
-        lt_y = maximum(a[:, None, 1], b[None, :, 1])
-        rb_x = minimum(a[:, None, 2], b[None, :, 2])
-        rb_y = minimum(a[:, None, 3], b[None, :, 3])
-        inter = relu(rb_x - lt_x) * relu(rb_y - lt_y)
+        lt = maximum(a[:, None, :2], b[None, :, :2])
+        rb = minimum(a[:, None, 2:], b[None, :, 2:])
+        wh = relu(rb - lt)
+        inter = wh[..., 0] * wh[..., 1]
         union = area_a[:, None] + area_b[None, :] - inter
         return inter, union
     # NumPy: in-place operations on (N, M) buffers to avoid temporaries
