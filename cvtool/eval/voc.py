@@ -70,7 +70,7 @@ class VocClassResult:
             "AP": None if np.isnan(self.ap) else float(self.ap),
             "num_gt": self.num_gt, "num_difficult": self.num_difficult, "num_dets": self.num_dets,
             "TP": self.tp, "FP": self.fp,
-            "recall": float(self.recall[-1]) if self.recall.size and self.num_gt else 0.0,
+            "recall": (float(self.recall[-1]) if self.recall.size else 0.0) if self.num_gt else None,
         }
 
 
