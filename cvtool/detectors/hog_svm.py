@@ -50,7 +50,8 @@ import numpy as np
 
 from cvtool.errors import BadInputError
 from cvtool.hog import HogParams, check_window, dense_blocks, grid_shape
-from cvtool.prepare.windows import BACKGROUND, WindowSpec, box_heights, fix_aspect, iter_windows, object_box
+from cvtool.prepare.windows import (BACKGROUND, WindowSpec, auto_window, box_heights, fix_aspect, iter_windows,
+                                    object_box)
 
 KIND = "hog-svm"
 SOLVERS = ("auto", "liblinear", "sgd")
@@ -164,6 +165,41 @@ class HogSvmDetector:
         self.seed = seed
         self.jobs = jobs
 
+    @classmethod
+    def from_weights(cls, coef: np.ndarray, intercept: float | Sequence[float], *, window: tuple[int, int],
+                     hog: HogParams, classes: Sequence[str], category_ids: Sequence[int] | None = None,
+                     context: float = 0.0, **settings: Any) -> HogSvmDetector:
+        """A fitted detector from given SVM weights (OpenCV descriptor order).
+
+        ``coef`` is ``(D,)`` or ``(C, D)``, e.g. ``cv2.HOGDescriptor_getDefaultPeopleDetector()``
+        without its last entry (the bias).  Scores are the raw SVM margins
+        passed through a plain sigmoid; the pyramid searches from the window's
+        own object height up to the image size unless ``min_size``/``max_size`` say otherwise.
+        """
+        settings.setdefault("min_size", WindowSpec(window, context).object_size[1])
+        settings.setdefault("max_size", float("inf"))
+        det = cls(window=window, context=context, hog=hog, **settings)
+        coef = np.atleast_2d(np.asarray(coef, np.float32))
+        n = len(classes)
+        check_window(tuple(window), hog)
+        det.window_ = tuple(int(v) for v in window)
+        det.grid_ = grid_shape(det.window_, hog)
+        det.n_features_ = det.grid_[0] * det.grid_[1] * hog.block_dim
+        if coef.shape != (n, det.n_features_):
+            raise ValueError(f"coef has shape {coef.shape}; a {window[0]}x{window[1]} window with these HOG "
+                             f"parameters and {n} classes needs ({n}, {det.n_features_})")
+        det.coef_ = coef
+        det.intercept_ = np.broadcast_to(np.asarray(intercept, np.float64), (n,)).copy()
+        det.classes_ = np.array(list(classes), dtype=str)
+        det.category_ids_ = np.array(list(category_ids) if category_ids is not None else range(1, n + 1), np.int64)
+        det.calibration_ = np.tile([1.0, 0.0], (n, 1))
+        det.box_ratio_ = np.ones((n, 2))
+        obj_h = WindowSpec(det.window_, context).object_size[1]
+        det.size_range_ = (obj_h, obj_h)
+        det.rounds_ = []
+        det.round_weights_ = [(det.coef_, det.intercept_)]
+        return det
+
     # ------------------------------------------------------------------ checks
     def _validate_settings(self) -> None:
         if self.solver not in SOLVERS:
@@ -201,17 +237,6 @@ class HogSvmDetector:
         return WindowSpec(self.window_, self.context)
 
     # --------------------------------------------------------------- training
-    def _auto_window(self, boxes: np.ndarray) -> tuple[int, int]:
-        w, h = boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1]
-        aspect = float(np.median(w / h))
-        obj_h = float(np.median(np.maximum(h, w / max(aspect, 1e-6))))
-        (bw, bh), (sx, sy) = self.hog.block_px, self.hog.stride_px
-        f = 1 + 2 * self.context
-        win_h = max(bh + sy, min(256.0, obj_h * f))
-        win_w = max(bw + sx, win_h * aspect)
-        snap = lambda v, b, s: int(b + max(0, round((v - b) / s)) * s)  # noqa: E731
-        return snap(win_w, bw, sx), snap(win_h, bh, sy)
-
     def _descriptors(self, windows: np.ndarray) -> np.ndarray:
         from cvtool.hog import as_hog_input, opencv_descriptor
 
@@ -318,7 +343,7 @@ class HogSvmDetector:
         self.classes_ = np.array(list(classes), dtype=str)
         self.category_ids_ = np.array(list(category_ids) if category_ids is not None else range(1, n_classes + 1),
                                       dtype=np.int64)
-        self.window_ = tuple(int(v) for v in (self.window if self.window is not None else self._auto_window(all_b)))
+        self.window_ = tuple(int(v) for v in (self.window if self.window is not None else auto_window(all_b, context=self.context, base=self.hog.block_px, step=self.hog.stride_px)))
         check_window(self.window_, self.hog)
         spec = WindowSpec(self.window_, self.context)
         self.grid_ = grid_shape(self.window_, self.hog)
