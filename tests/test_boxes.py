@@ -293,6 +293,24 @@ def test_topk():
         B.topk(s, -1)
 
 
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_results_stay_on_the_input_device(device):
+    rng = np.random.default_rng(9)
+    b = _random_boxes(rng, 200, extent=100)
+    s = rng.random(200)
+    tb = torch.tensor(b, dtype=torch.float32, device=device)
+    ts = torch.tensor(s, device=device)
+    for out in (B.iou(tb, tb), B.giou(tb, tb), B.area(tb), B.clip(tb, (80, 80)), B.convert(tb, "xyxy", "xywh"),
+                B.nms(tb, ts), B.batched_nms(tb, ts, torch.zeros(200, dtype=torch.int64, device=device)),
+                B.topk(ts, 5), *B.soft_nms(tb, ts)):
+        assert out.device.type == device
+    np.testing.assert_array_equal(B.nms(tb, ts).cpu().numpy(), B.nms(b.astype(np.float32), s))
+    np.testing.assert_allclose(B.iou(tb, tb).cpu().numpy(), B.iou(b, b), atol=1e-5)
+
+
 def test_import_does_not_import_torch():
     code = "import sys, cvtool.boxes, cvtool.detections; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

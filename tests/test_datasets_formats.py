@@ -80,6 +80,9 @@ def test_yolo_reader_hand_case_and_data_yaml(tmp_path):
     assert ds.category_names == {1: "person", 2: "car"}
     with pytest.raises(BadInputError, match="no 'val' entry"):
         read_yolo(tmp_path / "data.yaml", split="val")
+    (tmp_path / "evil.yaml").write_text("train: ../../etc\nnames: [a]\n")
+    with pytest.raises(BadInputError, match="'train': .*escapes the dataset root"):
+        read_yolo(tmp_path / "evil.yaml")
     (tmp_path / "labels" / "train" / "a.txt").write_text("5 0.5 0.5 0.5 0.2\n")
     with pytest.raises(BadInputError, match=r"a.txt:1: class '5' is not a class index \(0..1\)"):
         read_yolo(tmp_path)

@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from cvtool.datasets._files import (IMAGE_MODES, find_classes_file, image_size, place_image, read_class_names,
-                                    strip_image_folder)
+                                    read_text, strip_image_folder)
 from cvtool.datasets.core import Category, Dataset, ImageRecord, safe_join
 from cvtool.errors import BadInputError
 
@@ -150,7 +150,7 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
     files = sorted(ann_dir.rglob("*.xml"))
     listing = root / "ImageSets" / "Main" / f"{split}.txt" if split else None
     if listing is not None and listing.is_file():
-        stems = [ln.split()[0] for ln in listing.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        stems = [ln.split()[0] for ln in read_text(listing).splitlines() if ln.strip()]
         files = []
         for s in stems:
             p = safe_join(ann_dir, s + ".xml")

@@ -11,8 +11,8 @@ Layouts read:
 
 * ``DIR/images/**.png`` with ``DIR/labels/**.txt`` (same relative paths);
 * a ``data.yaml`` whose ``split`` entry (``train:``, ``val:``, ``test:``)
-  names an images folder, relative to its ``path:`` (default: the yaml's
-  folder); the labels folder is the images path with its last ``images``
+  names an images folder inside its ``path:`` (default: the yaml's folder;
+  absolute entries and ``..`` are refused); the labels folder is the images path with its last ``images``
   component replaced by ``labels`` (the Ultralytics rule).
 
 An image without a label file has no objects; a label file without an image
@@ -91,7 +91,10 @@ def _locate(path: Path, split: str) -> tuple[Path, Path, Path, list[str] | None]
             raise BadInputError(f"{yaml_path}: no '{split}' entry (it has: {', '.join(have) or 'none'})")
         if not isinstance(entry, str):
             raise BadInputError(f"{yaml_path}: '{split}' must be one images folder (lists are not supported)")
-        images_dir = safe_join(root, entry) if not os.path.isabs(entry) else Path(entry)
+        try:  # 'path:' sets the root; split entries must stay inside it
+            images_dir = safe_join(root, entry)
+        except BadInputError as exc:
+            raise BadInputError(f"{yaml_path}: '{split}': {exc}") from None
         if not images_dir.is_dir():
             raise BadInputError(f"{yaml_path}: '{split}' folder {images_dir} does not exist")
         return root, images_dir, _labels_dir_for(images_dir), names
