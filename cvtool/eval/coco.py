@@ -366,6 +366,46 @@ def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None
 
 
 # --------------------------------------------------------------------------- accumulate
+_ACC_BLOCK = 1 << 21  # elements per (rows, max_dets, detections) block in accumulate
+
+
+def _precision_at_recalls(tp_inc: np.ndarray, fp_inc: np.ndarray, in_budget: np.ndarray,
+                          need: np.ndarray, npig: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Interpolated precision at the recall thresholds, for rows of one class's ranked detections.
+
+    Parameters
+    ----------
+    tp_inc, fp_inc : (Q, n) bool ndarray
+        True / false positive flags of the ranked detections, one row per
+        (area range, IoU threshold).
+    in_budget : (M, n) bool ndarray
+        Whether each detection is within each max_dets budget of its image.
+    need : (Q, R) int ndarray
+        Least true-positive count reaching each recall threshold (n + 1: never).
+    npig : (Q,) int ndarray
+        Non-ignored ground-truth boxes of each row.
+
+    Returns
+    -------
+    (Q, M, R) float64 ndarray, (Q, M) float64 ndarray
+        Precision (0 where the recall is never reached) and final recall.
+    """
+    n = tp_inc.shape[1]
+    eps = np.spacing(1)
+    tp = np.cumsum(tp_inc[:, None, :] & in_budget, axis=2, dtype=np.float64)   # (Q, M, n)
+    fp = np.cumsum(fp_inc[:, None, :] & in_budget, axis=2, dtype=np.float64)
+    pr = tp / (fp + tp + eps)
+    env = np.maximum.accumulate(pr[..., ::-1], axis=2)[..., ::-1].reshape(-1, n)
+    recall = tp[..., -1] / npig[:, None]
+    rows = tp.reshape(-1, n)
+    queries = np.repeat(need, tp.shape[1], axis=0)                                 # (Q*M, R)
+    offset = np.arange(rows.shape[0], dtype=np.float64)[:, None] * (n + 2)
+    first = np.searchsorted((rows + offset).ravel(), (queries + offset).ravel(), side="left")
+    first = first.reshape(rows.shape[0], -1) - np.arange(rows.shape[0])[:, None] * n
+    q = np.where(first < n, np.take_along_axis(env, np.minimum(first, n - 1), axis=1), 0.0)
+    return q.reshape(tp.shape[0], tp.shape[1], -1), recall
+
+
 def accumulate(matches: CocoMatches) -> CocoAccumulation:
     """Precision and recall arrays from matched detections (pycocotools' ``accumulate``).
 
@@ -396,7 +436,6 @@ def accumulate(matches: CocoMatches) -> CocoAccumulation:
     tp_all = np.ascontiguousarray(matches.det_tp[order].transpose(2, 1, 0))
     fp_all = np.ascontiguousarray(matches.det_fp[order].transpose(2, 1, 0))
     rank_all = matches.det_rank[order]
-    eps = np.spacing(1)
     for k in range(K):
         npig = matches.num_gt[k]                                              # (A,)
         areas = np.flatnonzero(npig > 0)
@@ -409,21 +448,21 @@ def accumulate(matches: CocoMatches) -> CocoAccumulation:
             recall[:, k, areas, :] = 0.0
             continue
         in_budget = rank_all[lo:hi][None, :] < max_dets[:, None]              # (M, n)
-        tp = np.cumsum(tp_all[areas, :, None, lo:hi] & in_budget, axis=3, dtype=np.float64)  # (a, T, M, n)
-        fp = np.cumsum(fp_all[areas, :, None, lo:hi] & in_budget, axis=3, dtype=np.float64)
-        pr = tp / (fp + tp + eps)
-        env = np.maximum.accumulate(pr[..., ::-1], axis=3)[..., ::-1]
-        recall[:, k, areas, :] = (tp[..., -1] / npig[areas, None, None]).transpose(1, 0, 2)
         # least tp count c with tp / npig >= each recall threshold (computed as pycocotools
-        # does), then the first index where tp >= c: integer counts, so no rounding differs
+        # does); the first index where tp >= c then gives the precision: integer counts,
+        # so no rounding differs
         need = np.stack([np.searchsorted(np.arange(c + 1) / c, rec_thr, side="left") for c in npig[areas]])
-        need = np.broadcast_to(np.minimum(need, n + 1)[:, None, None, :], (areas.size, T, M, R)).reshape(-1, R)
-        rows = tp.reshape(-1, n)
-        offset = np.arange(rows.shape[0], dtype=np.float64)[:, None] * (n + 2)
-        first = np.searchsorted((rows + offset).ravel(), (need + offset).ravel(), side="left")
-        first = first.reshape(-1, R) - np.arange(rows.shape[0])[:, None] * n
-        q = np.where(first < n, np.take_along_axis(env.reshape(-1, n), np.minimum(first, n - 1), axis=1), 0.0)
-        precision[:, :, k, areas, :] = q.reshape(areas.size, T, M, R).transpose(1, 3, 0, 2)
+        need = np.minimum(need, n + 1)
+        # rows are (area, threshold) pairs, processed in chunks of bounded size
+        row_area = np.repeat(np.arange(areas.size), T)
+        row_t = np.tile(np.arange(T), areas.size)
+        step = max(1, _ACC_BLOCK // (M * n))
+        for r0 in range(0, row_area.size, step):
+            ra, rt = row_area[r0:r0 + step], row_t[r0:r0 + step]
+            q, rec = _precision_at_recalls(tp_all[areas[ra], rt, lo:hi], fp_all[areas[ra], rt, lo:hi],
+                                           in_budget, need[ra], npig[areas[ra]])
+            precision[rt, :, k, areas[ra], :] = q.transpose(0, 2, 1)            # (rows, R, M)
+            recall[rt, k, areas[ra], :] = rec
     return CocoAccumulation(matches=matches, precision=precision, recall=recall)
 
 
