@@ -7,14 +7,14 @@ Two measurements, all methods in the same run:
    per image over the repeats, then the mean over images.
 2. Recall at IoU 0.5 / 0.7 with the first 100/500/1000/2000 proposals and ABO
    on synthetic scenes with ground truth (real photo patches pasted on textured
-   backgrounds, 500x375).  `cvtool.prepare` scenes are used when that module
-   offers `detection_scenes`; else the private generator below.  The
+   backgrounds, 500x375, private generator below) and `prepare detection`
+   scenes (cvtool.prepare: scikit-learn digits on the photographs).  The
    `selectivesearch` package does not rank its boxes, so it is compared with
    cvtool `single` at the same number of boxes per image.
 
 Every method runs in this one process with OpenCV limited to one thread.
 
-Usage: python benchmarks/bench_selective_search.py [--repeats 3] [--scenes 16] [--no-quality]
+Usage: python benchmarks/bench_selective_search.py [--repeats 2] [--scenes 6] [--no-quality]
 """
 
 from __future__ import annotations
@@ -97,12 +97,28 @@ def private_scenes(n: int, seed: int) -> tuple[list[np.ndarray], list[np.ndarray
     return images, boxes, labels
 
 
-def scenes(n: int, seed: int):
+def prepare_scenes(n: int, seed: int):
+    """`prepare detection`-style scenes: scikit-learn digits (scale 1.5-5) on the photographs, with clutter."""
+    from cvtool.prepare.scenes import SceneSettings, detection_scene, scene_rng
+    from cvtool.prepare.sources import load_sklearn_digits
+
+    pool = load_sklearn_digits(size=28)
+    settings = SceneSettings(kind="detection", canvas=(H, W), channels=3, scale=(1.5, 5.0), objects=(3, 6),
+                             noise=4.0, clutter=10, clutter_size=12).validate(pool)
+    backgrounds = list(photographs().values())
+    out = [detection_scene(pool, settings, scene_rng(seed, "test", i), backgrounds) for i in range(n)]
+    return [o[0] for o in out], [o[1] for o in out], [o[2] + 1 for o in out]
+
+
+def scenes(n: int, seed: int) -> dict[str, tuple]:
+    """Scene sets with ground truth: cvtool.prepare digit scenes (when that module is there) and photo patches."""
+    sets = {}
     try:
-        from cvtool.prepare import detection_scenes  # type: ignore[attr-defined]
+        sets["digits on photos (cvtool.prepare.detection_scene)"] = prepare_scenes(n, seed)
     except ImportError:
-        return "private generator (photo patches on textures)", private_scenes(n, seed)
-    return "cvtool.prepare.detection_scenes", detection_scenes(n, seed=seed, size=(W, H))
+        pass
+    sets["photo patches on photos/textures (private generator)"] = private_scenes(n, seed)
+    return sets
 
 
 # ---------------------------------------------------------------- methods
@@ -180,7 +196,7 @@ def recall_on_scenes(ms, imgs, gts, labels):
     from cvtool.eval.proposals import evaluate_proposals
 
     gt = Dataset(images=[ImageRecord(i, f"scene{i}.png", W, H) for i in range(len(imgs))],
-                 categories=[Category(1, "rectangle"), Category(2, "ellipse"), Category(3, "object")],
+                 categories=[Category(int(c), str(c)) for c in np.unique(np.concatenate(labels))],
                  ann_image_ids=np.concatenate([np.full(len(b), i) for i, b in enumerate(gts)]).astype(np.int64),
                  ann_boxes=np.concatenate(gts), ann_labels=np.concatenate(labels).astype(np.int64),
                  ann_iscrowd=np.zeros(sum(map(len, gts)), bool), ann_difficult=np.zeros(sum(map(len, gts)), bool))
@@ -204,8 +220,8 @@ def main(argv=None) -> int:
     import cv2
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--scenes", type=int, default=16)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--scenes", type=int, default=6, help="scenes per scene set")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--no-quality", action="store_true", help="skip the quality modes (slow)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON too")
@@ -223,27 +239,30 @@ def main(argv=None) -> int:
         print(f"| {m} | {secs[m]:.3f} | {counts[m]:.0f} | {secs['opencv fast'] / secs[m]:.2f}x faster "
               f"| {secs['selectivesearch pkg'] / secs[m]:.2f}x faster |")
 
-    source, (imgs, gts, labels) = scenes(a.scenes, a.seed)
-    print(f"recall on {len(imgs)} scenes ({source})", file=sys.stderr)
-    _, reports, paired, scene_secs = recall_on_scenes(ms, imgs, gts, labels)
-    n_gt = reports["cvtool fast"].num_gt
-    print(f"\n### Recall on {len(imgs)} scenes with {n_gt} ground-truth boxes ({source})\n")
-    print("| method | boxes / image | R@0.5 100 | 500 | 1000 | 2000 | R@0.7 1000 | 2000 | ABO (all) | s / image |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
-    for m, rep in reports.items():
-        r5, r7 = rep.recall[0.5], rep.recall[0.7]
-        print(f"| {m} | {rep.mean_proposals:.0f} | {r5[100]:.3f} | {r5[500]:.3f} | {r5[1000]:.3f} | "
-              f"{r5[2000]:.3f} | {r7[1000]:.3f} | {r7[2000]:.3f} | {rep.abo_all:.3f} | {scene_secs[m]:.3f} |")
-    print("\n### Same number of boxes as the selectivesearch package (per image)\n")
-    print("| method | boxes / image | R@0.5 | R@0.7 | ABO |")
-    print("|---|---:|---:|---:|---:|")
-    for m, rep in paired.items():
-        print(f"| {m} | {rep.mean_proposals:.0f} | {rep.recall[0.5][10**7]:.3f} | {rep.recall[0.7][10**7]:.3f} "
-              f"| {rep.abo_all:.3f} |")
+    results = {}
+    for source, (imgs, gts, labels) in scenes(a.scenes, a.seed).items():
+        print(f"recall on {len(imgs)} scenes: {source}", file=sys.stderr)
+        _, reports, paired, scene_secs = recall_on_scenes(ms, imgs, gts, labels)
+        results[source] = (reports, paired)
+        n_gt = reports["cvtool fast"].num_gt
+        print(f"\n### Recall on {len(imgs)} scenes with {n_gt} ground-truth boxes: {source}\n")
+        print("| method | boxes / image | R@0.5 100 | 500 | 1000 | 2000 | R@0.7 1000 | 2000 | ABO (all) | s / image |")
+        print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for m, rep in reports.items():
+            r5, r7 = rep.recall[0.5], rep.recall[0.7]
+            print(f"| {m} | {rep.mean_proposals:.0f} | {r5[100]:.3f} | {r5[500]:.3f} | {r5[1000]:.3f} | "
+                  f"{r5[2000]:.3f} | {r7[1000]:.3f} | {r7[2000]:.3f} | {rep.abo_all:.3f} | {scene_secs[m]:.3f} |")
+        print("\nSame number of boxes as the selectivesearch package (per image):\n")
+        print("| method | boxes / image | R@0.5 | R@0.7 | ABO |")
+        print("|---|---:|---:|---:|---:|")
+        for m, rep in paired.items():
+            print(f"| {m} | {rep.mean_proposals:.0f} | {rep.recall[0.5][10**7]:.3f} | "
+                  f"{rep.recall[0.7][10**7]:.3f} | {rep.abo_all:.3f} |")
     if a.json:
         print(json.dumps({"seconds": secs, "boxes": counts,
-                          "recall": {m: r.to_dict() for m, r in reports.items()},
-                          "same_n": {m: r.to_dict() for m, r in paired.items()}}, default=str))
+                          "scenes": {src: {"recall": {m: r.to_dict() for m, r in reps.items()},
+                                           "same_n": {m: r.to_dict() for m, r in pair.items()}}
+                                     for src, (reps, pair) in results.items()}}, default=str))
     return 0
 
 
