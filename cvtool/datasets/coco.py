@@ -17,7 +17,7 @@ import numpy as np
 
 from cvtool import boxes as box_ops
 from cvtool.datasets._files import read_json
-from cvtool.datasets.core import Category, Dataset, ImageRecord, safe_join
+from cvtool.datasets.core import Category, Dataset, ImageRecord, check_relative_name
 from cvtool.errors import BadInputError
 
 
@@ -49,31 +49,46 @@ def _list(data: dict, key: str, path: Path, *, required: bool = True) -> list:
     return value
 
 
-def parse_coco(data: Any, *, source: str | Path, root: Path | None) -> Dataset:
-    """A :class:`Dataset` from an already parsed COCO document (not validated)."""
-    path = Path(source)
-    if not isinstance(data, dict):
-        raise BadInputError(f"{path}: expected a COCO object with images, annotations and categories")
-    images = []
-    seen_names: dict[str, int] = {}
-    for i, rec in enumerate(_list(data, "images", path)):
-        where = f"{path}: images[{i}]"
-        im = ImageRecord(id=_field(rec, "id", int, where), file_name=_field(rec, "file_name", str, where),
-                         width=_field(rec, "width", int, where), height=_field(rec, "height", int, where))
-        if root is not None:
-            try:
-                safe_join(root, im.file_name)  # refuses names escaping the root
-            except BadInputError as exc:
-                raise BadInputError(f"{where}: {exc}") from None
-        if im.file_name in seen_names:
-            raise BadInputError(f"{where}: file_name {im.file_name!r} repeats images[{seen_names[im.file_name]}]")
-        seen_names[im.file_name] = i
-        images.append(im)
-    categories = []
-    for i, rec in enumerate(_list(data, "categories", path)):
-        where = f"{path}: categories[{i}]"
-        categories.append(Category(id=_field(rec, "id", int, where), name=str(_field(rec, "name", str, where))))
-    anns = _list(data, "annotations", path)
+_Arrays = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
+
+def _annotation_arrays_fast(anns: list) -> _Arrays | None:
+    """Annotation arrays by whole-column conversion; None when anything is off.
+
+    The caller then runs :func:`_annotation_arrays_checked`, which finds and
+    names the bad record.
+    """
+    k = len(anns)
+    if k == 0:
+        return None
+    try:
+        ids = np.array([a["id"] for a in anns])
+        image_ids = np.array([a["image_id"] for a in anns])
+        labels = np.array([a["category_id"] for a in anns])
+        xywh = np.array([a["bbox"] for a in anns])
+        raw_area = [a.get("area") for a in anns]
+        crowd = np.array([a.get("iscrowd", 0) for a in anns])
+        difficult = np.array([a.get("difficult", 0) for a in anns])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if any(x.dtype.kind not in "iu" or x.shape != (k,) for x in (ids, image_ids, labels)):
+        return None
+    if xywh.dtype.kind not in "iuf" or xywh.shape != (k, 4):
+        return None
+    if crowd.dtype.kind not in "iub" or crowd.shape != (k,) or not np.isin(crowd, (0, 1)).all():
+        return None
+    if difficult.dtype.kind not in "iub" or difficult.shape != (k,):
+        return None
+    has_area = np.array([v is not None for v in raw_area])
+    area = np.array([v if v is not None else 0.0 for v in raw_area])
+    if area.dtype.kind not in "iuf" or area.shape != (k,):
+        return None
+    return (ids.astype(np.int64), image_ids.astype(np.int64), labels.astype(np.int64), xywh.astype(np.float64),
+            area.astype(np.float64), has_area, crowd.astype(bool), difficult.astype(bool))
+
+
+def _annotation_arrays_checked(anns: list, path: Path) -> _Arrays:
+    """Annotation arrays record by record, raising on the first bad one (naming it)."""
     k = len(anns)
     ids = np.zeros(k, np.int64)
     image_ids = np.zeros(k, np.int64)
@@ -105,6 +120,37 @@ def parse_coco(data: Any, *, source: str | Path, root: Path | None) -> Dataset:
             raise BadInputError(f"{where}: 'iscrowd' must be 0 or 1, got {c!r}")
         crowd[i] = bool(c)
         difficult[i] = bool(rec.get("difficult", 0))
+    return ids, image_ids, labels, xywh, area, has_area, crowd, difficult
+
+
+def parse_coco(data: Any, *, source: str | Path, root: Path | None) -> Dataset:
+    """A :class:`Dataset` from an already parsed COCO document (not validated)."""
+    path = Path(source)
+    if not isinstance(data, dict):
+        raise BadInputError(f"{path}: expected a COCO object with images, annotations and categories")
+    images = []
+    seen_names: dict[str, int] = {}
+    for i, rec in enumerate(_list(data, "images", path)):
+        where = f"{path}: images[{i}]"
+        im = ImageRecord(id=_field(rec, "id", int, where), file_name=_field(rec, "file_name", str, where),
+                         width=_field(rec, "width", int, where), height=_field(rec, "height", int, where))
+        if root is not None:
+            try:  # lexical check here; image_path() adds the symlink check when a file is opened
+                check_relative_name(im.file_name)
+            except BadInputError as exc:
+                raise BadInputError(f"{where}: {exc}") from None
+        if im.file_name in seen_names:
+            raise BadInputError(f"{where}: file_name {im.file_name!r} repeats images[{seen_names[im.file_name]}]")
+        seen_names[im.file_name] = i
+        images.append(im)
+    categories = []
+    for i, rec in enumerate(_list(data, "categories", path)):
+        where = f"{path}: categories[{i}]"
+        categories.append(Category(id=_field(rec, "id", int, where), name=str(_field(rec, "name", str, where))))
+    anns = _list(data, "annotations", path)
+    k = len(anns)
+    arrays = _annotation_arrays_fast(anns) or _annotation_arrays_checked(anns, path)
+    ids, image_ids, labels, xywh, area, has_area, crowd, difficult = arrays
     if not np.isfinite(xywh).all():
         i = int(np.flatnonzero(~np.isfinite(xywh).all(axis=1))[0])
         raise BadInputError(f"{path}: annotation id {ids[i]} has a non-finite bbox {xywh[i].tolist()}")

@@ -299,13 +299,7 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     >>> safe_join("/data", "images/0001.png").as_posix()
     '/data/images/0001.png'
     """
-    if not name or "\x00" in name:
-        raise BadInputError(f"empty or invalid file name {name!r} in annotations")
-    pure = PurePosixPath(name.replace("\\", "/"))
-    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
-        raise BadInputError(f"file name {name!r} is absolute; annotation paths must be relative to the dataset root")
-    if ".." in pure.parts:
-        raise BadInputError(f"file name {name!r} escapes the dataset root")
+    pure = check_relative_name(name)
     root_path = Path(root)
     path = root_path.joinpath(*pure.parts)
     if path.exists() or path.is_symlink():
@@ -314,3 +308,24 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
         if os.path.commonpath([real_root, real]) != real_root:
             raise BadInputError(f"file name {name!r} resolves outside the dataset root (symlink)")
     return path
+
+
+def check_relative_name(name: str) -> PurePosixPath:
+    """Lexical half of :func:`safe_join` (no file-system access): refuse empty,
+    absolute (``/x``, ``C:x``) and ``..`` names; return the name as a POSIX path.
+
+    Readers call it for every name they load (cheap); :func:`safe_join` adds
+    the symlink check when a file is opened.
+
+    Raises
+    ------
+    BadInputError
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise BadInputError(f"empty or invalid file name {name!r} in annotations")
+    pure = PurePosixPath(name.replace("\\", "/"))
+    if pure.is_absolute() or (len(name) > 1 and name[1] == ":"):
+        raise BadInputError(f"file name {name!r} is absolute; annotation paths must be relative to the dataset root")
+    if ".." in pure.parts:
+        raise BadInputError(f"file name {name!r} escapes the dataset root")
+    return pure

@@ -88,6 +88,35 @@ def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results"
     if not isinstance(data, list):
         raise BadInputError(f"{source}: expected a COCO results list of "
                             "{image_id, category_id, bbox, score} objects")
+    arrays = _results_arrays_fast(data) or _results_arrays_checked(data, source)
+    image_ids, labels, xywh, scores = arrays
+    _check_predictions(image_ids, labels, xywh, scores, gt, source, xywh_boxes=True)
+    return Predictions(image_ids=image_ids, boxes=box_ops.convert(xywh, "xywh", "xyxy"), scores=scores,
+                       labels=labels)
+
+
+def _results_arrays_fast(data: list) -> tuple[np.ndarray, ...] | None:
+    """Whole-column conversion of a results list; None when anything is off (then checked per record)."""
+    n = len(data)
+    if n == 0:
+        return None
+    try:
+        image_ids = np.array([r["image_id"] for r in data])
+        labels = np.array([r["category_id"] for r in data])
+        xywh = np.array([r["bbox"] for r in data])
+        scores = np.array([r["score"] for r in data])
+    except (KeyError, TypeError, ValueError, AttributeError):
+        return None
+    if any(x.dtype.kind not in "iu" or x.shape != (n,) for x in (image_ids, labels)):
+        return None
+    if xywh.dtype.kind not in "iuf" or xywh.shape != (n, 4) or scores.dtype.kind not in "iuf" or scores.shape != (n,):
+        return None
+    return (image_ids.astype(np.int64), labels.astype(np.int64), xywh.astype(np.float64),
+            scores.astype(np.float64))
+
+
+def _results_arrays_checked(data: list, source: Any) -> tuple[np.ndarray, ...]:
+    """Results arrays record by record, raising on the first bad one (naming it)."""
     n = len(data)
     image_ids = np.zeros(n, np.int64)
     labels = np.zeros(n, np.int64)
@@ -111,9 +140,7 @@ def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results"
         except (TypeError, ValueError):
             raise BadInputError(f"{where}: image_id and category_id must be integers, score a number and "
                                 "bbox 4 numbers [x, y, width, height]") from None
-    _check_predictions(image_ids, labels, xywh, scores, gt, source, xywh_boxes=True)
-    return Predictions(image_ids=image_ids, boxes=box_ops.convert(xywh, "xywh", "xyxy"), scores=scores,
-                       labels=labels)
+    return image_ids, labels, xywh, scores
 
 
 def _integer(v: Any) -> int:
