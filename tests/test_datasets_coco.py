@@ -207,3 +207,7 @@ def test_load_dataset_prepare_layout_and_errors(tmp_path):
 
     with pytest.raises(UsageError, match="'pascal'.*coco, yolo, voc, text"):
         load_dataset(tmp_path, format="pascal")
+    assert load_dataset(tmp_path, split="val", format="coco").num_annotations == 1
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "a.txt").write_text("cat 1 2 3 4\n")
+    assert load_dataset(tmp_path / "txt", format="text").ann_boxes.tolist() == [[1, 2, 3, 4]]

@@ -94,12 +94,16 @@ def load_dataset(path: str | os.PathLike[str], *, split: str = "train", format: 
     if format is not None and format not in DATASET_FORMATS:
         raise UsageError(f"unknown dataset format {format!r}; valid: {', '.join(DATASET_FORMATS)}")
     path = Path(path)
-    detected, target = detect_format(path, split=split) if format is None or path.is_dir() else (format, path)
-    fmt = format or detected
-    if fmt != detected and path.is_dir():
-        target = path / split if (path / split).is_dir() else path
-        if fmt == "coco":
-            target = target / "annotations.json"
+    if format is None:
+        fmt, target = detect_format(path, split=split)
+    else:
+        fmt, target = format, path
+        if not path.exists():
+            raise BadInputError(f"{path}: no such file or folder")
+        if path.is_dir() and not (fmt == "yolo" and (path / "data.yaml").is_file()):
+            target = path / split if (path / split).is_dir() else path
+            if fmt == "coco":
+                target = target / "annotations.json"
     if fmt == "coco":
         from cvtool.datasets.coco import read_coco
 
@@ -114,4 +118,4 @@ def load_dataset(path: str | os.PathLike[str], *, split: str = "train", format: 
         return read_voc(target, split=split, clip=clip)
     from cvtool.datasets.text import read_text_boxes
 
-    return read_text_boxes(path, clip=clip)
+    return read_text_boxes(target, clip=clip)
