@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cvtool.cli.common import (BackendOpt, Backend, InputsArg, JobsOpt, JsonOpt, MaxPixelsOpt, OutOpt,
+from cvtool.cli.common import (BackendOpt, Backend, InputsArg, JobsOpt, JsonOpt, MaxPixelsOpt,
                                OverwriteOpt, QuietOpt, RecursiveOpt, SchedulerOpt, SeedOpt,
                                SkipExistingOpt, Log, command_args, examples, handle_errors,
                                run_folder_job)
@@ -153,18 +153,19 @@ def _previous_records(path: Path) -> list[dict]:
 @handle_errors
 def selective_search_command(
     inputs: InputsArg,
-    out: OutOpt = Path("proposals"),
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder: proposals.jsonl, draw/, segments/, "
+                                      "run.json.")],
     mode: Annotated[Mode, typer.Option("--mode", "-m", help="single: one strategy; fast: 8 strategies "
                                        "(HSV, Lab x k 50, 100 x ctsf, tsf); quality: 80 strategies.")] = Mode.fast,
     colour_space: Annotated[ColourSpace | None, typer.Option(
-        "--colour-space", help="Colour space of --mode single [default: hsv].")] = None,
-    k: Annotated[float | None, typer.Option("--k", help="Felzenszwalb scale k of --mode single [default: 100].")] = None,
+        "--colour-space", help="Colour space of --mode single (default hsv).")] = None,
+    k: Annotated[float | None, typer.Option("--k", help="Felzenszwalb scale k of --mode single (default 100).")] = None,
     similarity: Annotated[str | None, typer.Option(
         "--similarity", help="Similarity set of --mode single: letters of c (colour), t (texture), s (size), "
-        "f (fill) [default: ctsf].")] = None,
+        "f (fill) (default ctsf).")] = None,
     sigma: Annotated[float, typer.Option("--sigma", help="Gaussian smoothing of the segmentation (0-10).")] = 0.8,
     segment_min_size: Annotated[int | None, typer.Option(
-        "--segment-min-size", help="Felzenszwalb minimum region size in pixels [default: k].")] = None,
+        "--segment-min-size", help="Felzenszwalb minimum region size in pixels (default: k).")] = None,
     max_proposals: Annotated[int | None, typer.Option("--max", help="Keep the N best-ranked boxes per image.")] = None,
     min_size: Annotated[float, typer.Option("--min-size", help="Drop boxes with a side shorter than this (pixels).")] = 0.0,
     max_aspect: Annotated[float | None, typer.Option(
