@@ -210,6 +210,27 @@ def test_nms_equals_plain_greedy_far_from_origin(offset, size):
     np.testing.assert_array_equal(B.batched_nms(b, s, lab, iou_threshold=0.4), _reference_greedy(b, s, 0.4, lab))
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_nms_greedy_invariants(seed):
+    # kept boxes never overlap above t; each dropped box overlaps a kept, higher-ranked box above t
+    rng = np.random.default_rng(100 + seed)
+    n = int(rng.integers(50, 1500))
+    b = _random_boxes(rng, n, extent=float(rng.uniform(50, 800)), size=(1, float(rng.uniform(5, 300))))
+    s = rng.integers(0, 30, n).astype(float)  # plenty of ties
+    t = float(rng.uniform(0.1, 0.9))
+    keep = B.nms(b, s, iou_threshold=t)
+    rank = np.empty(n, int)
+    rank[np.argsort(-s, kind="stable")] = np.arange(n)
+    assert np.all(np.diff(rank[keep]) > 0)
+    o = B.iou(b[keep], b[keep])
+    np.fill_diagonal(o, 0)
+    assert o.max(initial=0) <= t
+    dropped = np.setdiff1d(np.arange(n), keep)
+    ob = B.iou(b[keep], b[dropped]) > t
+    ob &= rank[keep][:, None] < rank[dropped][None, :]
+    assert ob.any(axis=0).all()
+
+
 def test_nms_torch_matches_numpy_and_stays_tensor():
     rng = np.random.default_rng(3)
     b = _random_boxes(rng, 600, extent=300)
