@@ -42,7 +42,7 @@ import numpy as np
 
 from cvtool.datasets.core import Dataset, Predictions
 from cvtool.errors import BadInputError
-from cvtool.eval.pairs import group_pairs, paired_iou, segment_starts
+from cvtool.eval.pairs import group_pairs, index_in_sorted, paired_iou, segment_starts
 
 #: Names of ``CocoReport.stats`` in pycocotools' ``stats`` order, then AR50 and AR75.
 STAT_NAMES = (
@@ -50,6 +50,9 @@ STAT_NAMES = (
     "AR1", "AR10", "AR100", "ARs", "ARm", "ARl",
     "AR50", "AR75",
 )
+
+
+_GT, _DET = "ground-truth annotation", "predictions: detection"  # error-message names
 
 
 def _default_iou_thresholds() -> tuple[float, ...]:
@@ -239,17 +242,6 @@ def _check_inputs(gt: Dataset, pred: Predictions) -> None:
         raise BadInputError("ground truth has no categories")
 
 
-def _sorted_index(values: np.ndarray, keys: np.ndarray, what: str) -> np.ndarray:
-    """Index of each of ``values`` in sorted ``keys``; BadInputError for unknown values."""
-    idx = np.searchsorted(keys, values)
-    idx_c = np.minimum(idx, max(keys.size - 1, 0))
-    bad = (idx >= keys.size) | (keys[idx_c] != values) if keys.size else np.ones(values.shape, bool)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise BadInputError(f"predictions: detection #{i} has {what} {int(values[i])}, which the ground truth does not have")
-    return idx
-
-
 def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None) -> CocoMatches:
     """Match detections to ground truth per image and category (pycocotools' ``evaluate``).
 
@@ -284,8 +276,8 @@ def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None
     K = category_ids.size
 
     # ---- ground truth, grouped by (image, category), file order inside a group
-    g_img = _sorted_index(gt.ann_image_ids.astype(np.int64), image_ids, "image id")
-    g_cat = _sorted_index(gt.ann_labels.astype(np.int64), category_ids, "category id")
+    g_img = index_in_sorted(gt.ann_image_ids, image_ids, what="image id", record=_GT)
+    g_cat = index_in_sorted(gt.ann_labels, category_ids, what="category id", record=_GT)
     g_key = g_img * K + g_cat
     g_sort = np.argsort(g_key, kind="stable")
     g_key = g_key[g_sort]
@@ -297,8 +289,8 @@ def evaluate(gt: Dataset, pred: Predictions, *, params: CocoParams | None = None
     np.add.at(num_gt, g_cat[g_sort], ~g_ignore)
 
     # ---- detections: sort by (image, category, -score, file order); keep top max_dets[-1]
-    d_img = _sorted_index(np.asarray(pred.image_ids, dtype=np.int64), image_ids, "image id")
-    d_cat = _sorted_index(np.asarray(pred.labels, dtype=np.int64), category_ids, "category id")
+    d_img = index_in_sorted(pred.image_ids, image_ids, what="image id", record=_DET)
+    d_cat = index_in_sorted(pred.labels, category_ids, what="category id", record=_DET)
     d_key_all = d_img * K + d_cat
     scores_all = np.asarray(pred.scores, dtype=np.float64)
     order = np.lexsort((np.arange(len(pred)), -scores_all, d_key_all))

@@ -13,6 +13,8 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from cvtool.errors import BadInputError
+
 DEFAULT_BLOCK = 1 << 18
 
 
@@ -91,3 +93,29 @@ def segment_starts(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         change[0] = True
         np.not_equal(keys[1:], keys[:-1], out=change[1:])
     return np.flatnonzero(change), np.cumsum(change) - 1
+
+
+def index_in_sorted(values: np.ndarray, keys: np.ndarray, *, what: str, record: str) -> np.ndarray:
+    """Position of each of ``values`` in sorted unique ``keys``.
+
+    Parameters
+    ----------
+    values : (N,) int64 ndarray
+    keys : (K,) int64 ndarray, sorted, unique
+    what, record : str
+        Used in the error message: ``"<record> #i has <what> v, which the
+        ground truth does not have"``.
+
+    Raises
+    ------
+    BadInputError
+        A value is not among ``keys``.
+    """
+    values = np.asarray(values, dtype=np.int64)
+    pos = np.searchsorted(keys, values)
+    ok = (pos < keys.size) & (keys[np.minimum(pos, max(keys.size - 1, 0))] == values) if keys.size \
+        else np.zeros(values.shape, dtype=bool)
+    if not ok.all():
+        i = int(np.flatnonzero(~ok)[0])
+        raise BadInputError(f"{record} #{i} has {what} {int(values[i])}, which the ground truth does not have")
+    return pos

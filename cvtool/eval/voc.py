@@ -35,7 +35,7 @@ import numpy as np
 
 from cvtool.datasets.core import Dataset, Predictions
 from cvtool.errors import BadInputError
-from cvtool.eval.pairs import group_pairs, paired_iou, segment_starts
+from cvtool.eval.pairs import group_pairs, index_in_sorted, paired_iou, segment_starts
 
 METHODS = ("all-point", "11-point")
 
@@ -150,15 +150,6 @@ def average_precision(recall: np.ndarray, precision: np.ndarray, *, method: str 
     return float(np.sum((mrec[step + 1] - mrec[step]) * mpre[step + 1]))
 
 
-def _index_in(values: np.ndarray, keys: np.ndarray, what: str) -> np.ndarray:
-    pos = np.searchsorted(keys, values)
-    ok = (pos < keys.size) & (keys[np.minimum(pos, max(keys.size - 1, 0))] == values) if keys.size else pos < 0
-    if not np.all(ok):
-        i = int(np.flatnonzero(~ok)[0])
-        raise BadInputError(f"predictions: detection #{i} has {what} {int(values[i])}, which the ground truth does not have")
-    return pos
-
-
 def evaluate_voc(gt: Dataset, pred: Predictions, *, iou_thresholds: Sequence[float] = (0.5,),
                  method: str = "all-point", pixel_rule: bool = False) -> VocReport:
     """Pascal VOC AP per class and mAP at one or several IoU thresholds.
@@ -200,16 +191,17 @@ def evaluate_voc(gt: Dataset, pred: Predictions, *, iou_thresholds: Sequence[flo
     cat_ids = np.array([c.id for c in cats], dtype=np.int64)
     K = max(cat_ids.size, 1)
 
-    g_key = _index_in(gt.ann_image_ids.astype(np.int64), image_ids, "image id") * K \
-        + _index_in(gt.ann_labels.astype(np.int64), cat_ids, "category id")
+    gt_rec, det_rec = "ground-truth annotation", "predictions: detection"
+    g_key = index_in_sorted(gt.ann_image_ids, image_ids, what="image id", record=gt_rec) * K \
+        + index_in_sorted(gt.ann_labels, cat_ids, what="category id", record=gt_rec)
     g_sort = np.argsort(g_key, kind="stable")
     g_key = g_key[g_sort]
     g_box = np.asarray(gt.ann_boxes, dtype=np.float64)[g_sort]
     g_hard = (np.asarray(gt.ann_difficult, dtype=bool) | np.asarray(gt.ann_iscrowd, dtype=bool))[g_sort]
     g_cat = g_key % K
 
-    d_cat = _index_in(np.asarray(pred.labels, dtype=np.int64), cat_ids, "category id")
-    d_key = _index_in(np.asarray(pred.image_ids, dtype=np.int64), image_ids, "image id") * K + d_cat
+    d_cat = index_in_sorted(pred.labels, cat_ids, what="category id", record=det_rec)
+    d_key = index_in_sorted(pred.image_ids, image_ids, what="image id", record=det_rec) * K + d_cat
     scores = np.asarray(pred.scores, dtype=np.float64)
     boxes = np.asarray(pred.boxes, dtype=np.float64)
 
