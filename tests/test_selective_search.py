@@ -93,6 +93,19 @@ def test_region_features_against_direct_counts():
         assert feats.texture.shape == (3, 240)
 
 
+def test_region_histograms_in_chunks_equal_one_pass(monkeypatch):
+    from cvtool.proposals import features
+
+    rng = np.random.default_rng(2)
+    labels = rng.integers(0, 7, 3000)
+    codes = rng.integers(0, 40, (3000, 5)).astype(np.uint8)
+    whole = features.region_histograms(labels, codes, 7, 40)
+    monkeypatch.setattr(features, "_CHUNK_ENTRIES", 37)          # 7 pixels per chunk
+    np.testing.assert_array_equal(features.region_histograms(labels, codes, 7, 40), whole)
+    expected = np.stack([np.bincount(codes[labels == r].ravel(), minlength=40) for r in range(7)])
+    np.testing.assert_allclose(whole, expected / expected.sum(1, keepdims=True), rtol=1e-6)
+
+
 def test_adjacency_uses_eight_neighbours():
     labels = np.array([[0, 1], [1, 2]], np.int32)
     assert adjacent_pairs(labels).tolist() == [[0, 1], [0, 2], [1, 2]]

@@ -24,6 +24,7 @@ COLOUR_BINS = 25
 TEXTURE_BINS = 10
 ORIENTATIONS = 8
 TEXTURE_SIGMA = 1.0
+_CHUNK_ENTRIES = 1 << 22  # pixels x codes per np.bincount call (32 MiB of int64 indices)
 
 
 @dataclass(frozen=True)
@@ -168,9 +169,12 @@ def region_histograms(labels_flat: np.ndarray, codes: np.ndarray, n_regions: int
     hist : (n_regions, n_bins) float32 ndarray
         Each row sums to 1.
     """
-    index = labels_flat.astype(np.int64)[:, None] * n_bins + codes
-    counts = np.bincount(index.ravel(), minlength=n_regions * n_bins).reshape(n_regions, n_bins)
-    hist = counts.astype(np.float32)
+    step = max(1, _CHUNK_ENTRIES // max(1, codes.shape[1]))  # bounds the int64 index memory
+    counts = np.zeros(n_regions * n_bins, dtype=np.int64)
+    for start in range(0, labels_flat.shape[0], step):
+        index = labels_flat[start:start + step].astype(np.int64)[:, None] * n_bins + codes[start:start + step]
+        counts += np.bincount(index.ravel(), minlength=n_regions * n_bins)
+    hist = counts.reshape(n_regions, n_bins).astype(np.float32)
     hist /= np.maximum(hist.sum(axis=1, keepdims=True), 1)
     return hist
 
