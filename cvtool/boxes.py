@@ -372,9 +372,11 @@ def _greedy_nms_sorted(b: np.ndarray, iou_threshold: float, labels: np.ndarray |
     Returns the positions (ascending, i.e. by descending score) of kept boxes.
     With ``labels``, only boxes of equal label suppress each other.
 
-    Block-wise: each block of ``_NMS_BLOCK`` candidates is first tested
-    against every box kept so far in one vectorised step, then resolved
-    greedily inside the block with its own small IoU matrix.  "IoU > t" is
+    Block-wise: each block of ``_NMS_BLOCK`` candidates is split into
+    ``_NMS_STRIPS x _NMS_ROWS`` spatial cells (by box centre); each cell is
+    tested in one vectorised step against the kept boxes whose extent meets
+    the cell's, then the block is resolved greedily with its own small IoU
+    matrix.  "IoU > t" is
     tested as ``inter > t / (1 + t) * (area_a + area_b)`` (no division).  The
     test against kept boxes runs in float32 with a proven error bound: pairs
     inside the bound are re-tested in float64, so the result equals a float64

@@ -210,6 +210,15 @@ def test_nms_equals_plain_greedy_far_from_origin(offset, size):
     np.testing.assert_array_equal(B.batched_nms(b, s, lab, iou_threshold=0.4), _reference_greedy(b, s, 0.4, lab))
 
 
+@pytest.mark.parametrize("n", [1, 2, 255, 256, 257, 259, 263, 264, 513])
+def test_nms_block_edges(n):
+    # sizes around the block length: the last block may hold fewer boxes than spatial cells
+    rng = np.random.default_rng(n)
+    b = _random_boxes(rng, n, extent=60, size=(5, 30))
+    s = rng.random(n)
+    np.testing.assert_array_equal(B.nms(b, s, iou_threshold=0.3), _reference_greedy(b, s, 0.3))
+
+
 @pytest.mark.parametrize("seed", range(4))
 def test_nms_greedy_invariants(seed):
     # kept boxes never overlap above t; each dropped box overlaps a kept, higher-ranked box above t
