@@ -128,6 +128,22 @@ def test_voc_reader_one_based_rule_and_flags(tmp_path):
     assert "<xmax>100</xmax>" in (out / "Annotations" / "a.xml").read_text()
 
 
+def test_voc_image_sets_and_size_from_image(tmp_path):
+    (tmp_path / "Annotations").mkdir()
+    (tmp_path / "JPEGImages").mkdir()
+    (tmp_path / "ImageSets" / "Main").mkdir(parents=True)
+    Image.new("RGB", (120, 90)).save(tmp_path / "JPEGImages" / "b.png")
+    (tmp_path / "Annotations" / "a.xml").write_text(_voc_xml())
+    (tmp_path / "Annotations" / "b.xml").write_text(_voc_xml(filename="b.png", w=0, h=0))
+    (tmp_path / "ImageSets" / "Main" / "val.txt").write_text("b\n")
+    ds = read_voc(tmp_path, split="val")
+    assert [(im.file_name, im.width, im.height) for im in ds.images] == [("JPEGImages/b.png", 120, 90)]
+    assert len(read_voc(tmp_path, split="train").images) == 2  # no train.txt: every file
+    (tmp_path / "ImageSets" / "Main" / "test.txt").write_text("c\n")
+    with pytest.raises(BadInputError, match="'c' has no annotation file"):
+        read_voc(tmp_path, split="test")
+
+
 @pytest.mark.parametrize("xml,message", [
     ('<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxxxxxx"><!ENTITY y "&x;&x;&x;&x;">]>'
      "<annotation><filename>&y;</filename></annotation>", "refused unsafe XML"),
