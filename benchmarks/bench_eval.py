@@ -6,8 +6,8 @@ writes it as COCO JSON, then runs each tool in its own subprocess, interleaved,
 ``--repeats`` times:
 
 * load: reading the two JSON files into the tool's structures (not part of the goal);
-* eval: evaluate + accumulate + summarize (the issue's goal: cvtool >= 5x faster
-  than pycocotools);
+* eval: evaluate + accumulate + summarize, wall and CPU time (the issue's goal:
+  cvtool >= 5x faster than pycocotools; CPU time is steadier on a shared machine);
 * peak RSS of the process (ru_maxrss, loading included) and the growth of the
   peak during eval above the RSS after loading.
 
@@ -41,6 +41,11 @@ def _rss_kib() -> int:
     return psutil.Process().memory_info().rss // 1024
 
 
+def _cpu_s() -> float:
+    u = resource.getrusage(resource.RUSAGE_SELF)
+    return u.ru_utime + u.ru_stime
+
+
 def worker(tool: str, gt_path: str, dt_path: str) -> dict:
     """Run one tool once; return timings, memory and stats."""
     import numpy as np
@@ -52,7 +57,7 @@ def worker(tool: str, gt_path: str, dt_path: str) -> dict:
 
         gt = load_ground_truth(gt_path)
         pred = load_predictions(dt_path, gt)
-        t1 = time.perf_counter()
+        t1, c1 = time.perf_counter(), _cpu_s()
         base = _rss_kib()
         stats = evaluate_coco(gt, pred).stats_array
     else:
@@ -65,7 +70,7 @@ def worker(tool: str, gt_path: str, dt_path: str) -> dict:
         with contextlib.redirect_stdout(io.StringIO()):
             coco_gt = COCO(gt_path)
             coco_dt = coco_gt.loadRes(dt_path)
-            t1 = time.perf_counter()
+            t1, c1 = time.perf_counter(), _cpu_s()
             base = _rss_kib()
             ev = Eval(coco_gt, coco_dt, "bbox") if tool == "pycocotools" else \
                 Eval(coco_gt, coco_dt, "bbox", print_function=lambda *a, **k: None)
@@ -73,9 +78,9 @@ def worker(tool: str, gt_path: str, dt_path: str) -> dict:
             ev.accumulate()
             ev.summarize()
         stats = np.asarray(ev.stats[:12], dtype=np.float64)
-    t2 = time.perf_counter()
+    t2, c2 = time.perf_counter(), _cpu_s()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return {"tool": tool, "load_s": t1 - t0, "eval_s": t2 - t1, "peak_rss_mib": peak / 1024,
+    return {"tool": tool, "load_s": t1 - t0, "eval_s": t2 - t1, "eval_cpu_s": c2 - c1, "peak_rss_mib": peak / 1024,
             "eval_growth_mib": max(0, peak - base) / 1024, "stats": stats.tolist()}
 
 
@@ -114,18 +119,21 @@ def main() -> None:
                 res = json.loads(out.stdout.strip().splitlines()[-1])
                 runs[tool].append(res)
                 print(f"  repeat {r + 1} {tool:17s} load {res['load_s']:6.2f} s  eval {res['eval_s']:7.2f} s  "
-                      f"peak RSS {res['peak_rss_mib']:7.1f} MiB", flush=True)
+                      f"(CPU {res['eval_cpu_s']:7.2f} s)  peak RSS {res['peak_rss_mib']:7.1f} MiB", flush=True)
 
-    med = {t: {k: statistics.median(x[k] for x in runs[t]) for k in ("load_s", "eval_s", "peak_rss_mib",
-                                                                       "eval_growth_mib")} for t in TOOLS}
+    med = {t: {k: statistics.median(x[k] for x in runs[t]) for k in ("load_s", "eval_s", "eval_cpu_s",
+                                                                       "peak_rss_mib", "eval_growth_mib")} for t in TOOLS}
     print("\nmedians (eval = evaluate + accumulate + summarize):")
-    print(f"  {'tool':17s} {'eval s':>8s} {'load s':>8s} {'peak RSS MiB':>13s} {'eval growth MiB':>16s}")
+    print(f"  {'tool':17s} {'eval s':>8s} {'eval CPU s':>11s} {'load s':>8s} {'peak RSS MiB':>13s} "
+          f"{'eval growth MiB':>16s}")
     for t in TOOLS:
         m = med[t]
-        print(f"  {t:17s} {m['eval_s']:8.2f} {m['load_s']:8.2f} {m['peak_rss_mib']:13.1f} {m['eval_growth_mib']:16.1f}")
+        print(f"  {t:17s} {m['eval_s']:8.2f} {m['eval_cpu_s']:11.2f} {m['load_s']:8.2f} {m['peak_rss_mib']:13.1f} "
+              f"{m['eval_growth_mib']:16.1f}")
     c = med["cvtool"]
     for t in TOOLS[1:]:
-        print(f"  {t} / cvtool: eval time x{med[t]['eval_s'] / c['eval_s']:.1f}, "
+        print(f"  {t} / cvtool: eval time x{med[t]['eval_s'] / c['eval_s']:.1f} "
+              f"(CPU time x{med[t]['eval_cpu_s'] / c['eval_cpu_s']:.1f}), "
               f"peak RSS x{med[t]['peak_rss_mib'] / c['peak_rss_mib']:.2f}, "
               f"eval growth x{med[t]['eval_growth_mib'] / max(c['eval_growth_mib'], 1e-9):.2f}")
     ref = np.array(runs["pycocotools"][0]["stats"])
