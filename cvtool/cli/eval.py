@@ -16,6 +16,7 @@ from typing import Annotated
 import typer
 
 from cvtool.cli.common import JsonOpt, Log, OverwriteOpt, QuietOpt, command_args, emit_json, examples, handle_errors
+from cvtool.cli.prepare_convert import BoxFormat  # the text-box conventions of prepare convert
 
 EPILOG = examples(
     "cvtool eval --gt data/digits --split test --pred dets/detections.jsonl",
@@ -49,12 +50,6 @@ class PredFormat(str, Enum):
     coco = "coco"
     jsonl = "jsonl"
     text = "text"
-
-
-class BoxFormat(str, Enum):
-    xyxy = "xyxy"
-    xywh = "xywh"
-    cxcywh = "cxcywh"
 
 
 @dataclass(frozen=True)
