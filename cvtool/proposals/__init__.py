@@ -1,8 +1,10 @@
 """Region proposals: selective search (Uijlings et al. 2013).
 
->>> from cvtool.proposals import selective_search
->>> result = selective_search(image_bgr, mode="fast", seed=0)   # doctest: +SKIP
->>> result.boxes          # (N, 4) float64 xyxy, in rank order
+Usage::
+
+    from cvtool.proposals import selective_search
+    result = selective_search(image_bgr, mode="fast", seed=0)
+    result.boxes          # (N, 4) float64 xyxy, in rank order
 """
 
 from cvtool.proposals.selective_search import (MAX_PIXELS, MODES, ProposalResult, Strategy,
