@@ -119,6 +119,64 @@ def bench_op(op: str, src: Path, work: Path, repeats: int) -> dict[str, float]:
     return med
 
 
+def bench_in_process(src: Path, work: Path, n: int, repeats: int = 3) -> None:
+    """Per-image CPU time (process_time) of cvtool's job vs the bare loop body, in one process.
+
+    Start-up is excluded and CPU time is what the code costs whatever else the
+    shared cores run, so this isolates cvtool's per-image overhead.
+    """
+    import functools
+    from pathlib import PurePosixPath
+
+    import cv2
+
+    from cvtool.batch import Task
+    from cvtool.cli.edges import edges_transform
+    from cvtool.cli.filter import filter_transform
+    from cvtool.filters.jobs import ImageJob
+    from cvtool.filters.parse import parse_pipeline
+    from cvtool.io.paths import InputFile
+
+    paths = sorted(src.glob("*.jpg"))[:n]
+    out = work / "inproc"
+    out.mkdir(exist_ok=True)
+    settings = tuple(sorted(dict(mode="magnitude", ksize=3, neighbours=4, sigma=None, low=None, high=None,
+                                 spread=0.33, zc_threshold=0.1, scale="max", depth=8, binarize=None).items()))
+    jobs = {
+        "gaussian": (ImageJob(functools.partial(filter_transform, steps=parse_pipeline(["gaussian:sigma=1.5"])),
+                              overwrite=True), ".jpg"),
+        "canny": (ImageJob(functools.partial(edges_transform, method="canny", settings=settings), overwrite=True),
+                  ".png"),
+    }
+
+    def bare_gaussian(p: Path) -> None:
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        cv2.imwrite(str(out / p.name), cv2.GaussianBlur(img, (11, 11), 1.5))
+
+    def bare_canny(p: Path) -> None:
+        img = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        g = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        m = float(np.median(g))
+        cv2.imwrite(str(out / (p.stem + ".png")), cv2.Canny(g, max(0.0, 0.67 * m), min(255.0, 1.33 * m),
+                                                             L2gradient=True))
+
+    bare = {"gaussian": bare_gaussian, "canny": bare_canny}
+    print(f"\nin-process CPU per image ({len(paths)} images, median of {repeats}, start-up excluded):")
+    for op, (job, ext) in jobs.items():
+        tb, tc = [], []
+        for _ in range(repeats):
+            t0 = time.process_time()
+            for p in paths:
+                bare[op](p)
+            tb.append(time.process_time() - t0)
+            t0 = time.process_time()
+            for p in paths:
+                job(Task(InputFile(PurePosixPath(p.name), p), out / (p.stem + ext)))
+            tc.append(time.process_time() - t0)
+        b, c = statistics.median(tb) / len(paths), statistics.median(tc) / len(paths)
+        print(f"  {op}: bare {b * 1e3:.1f} ms, cvtool {c * 1e3:.1f} ms -> ratio {c / b:.3f}  (goal <= 1.15)")
+
+
 def bench_skimage(src: Path, n: int) -> None:
     import cv2
     from skimage import feature, filters
@@ -169,6 +227,7 @@ def main() -> None:
         print(f"{args.images} images 1920x1080 JPEG written in {time.perf_counter() - t0:.1f} s")
         for op in args.ops.split(","):
             bench_op(op, src, root, args.repeats)
+        bench_in_process(src, root, min(args.images, 50))
         bench_skimage(src, args.skimage_images)
     bench_help()
 
