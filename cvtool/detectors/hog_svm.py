@@ -403,7 +403,7 @@ class HogSvmDetector:
                 continue
             score = cand["raw"]
             reg = cand["regions"]
-            obj = object_box(reg, WindowSpec(self.window_, self.context))
+            obj = self.class_boxes(reg, cand["scores"].argmax(axis=1))  # the boxes detection would report
             if len(gt):
                 fp = iou(obj, gt).max(axis=1) < self.mine_iou
             else:
