@@ -95,7 +95,7 @@ def test_detect_without_gt_numbers_images_in_order(cli, trained, tmp_path):
     files = sorted((data / "test" / "images").glob("*.png"))[:3]
     out = tmp_path / "d"
     res = cli(["detect", *files, "--model", run / "model.npz", "--out", out, "--conf", "0.01", "--max-det", "2",
-               "--batch", "2", "-q"])
+               "--batch", "2", "--scale", "1.1", "--min-size", "20", "-q"])
     assert res.exit_code == 0, res.stderr
     results = json.loads((out / "detections.json").read_text())
     assert {r["image_id"] for r in results} <= {1, 2, 3}

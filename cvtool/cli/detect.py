@@ -51,6 +51,7 @@ class DetectConfig:
     device: str
     max_pixels: int
     overwrite: bool
+    pyramid: tuple[tuple[str, float], ...] = ()
 
 
 def yolo_lines(det: Any, width: int, height: int) -> str:
@@ -133,9 +134,14 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
 
     model = load_detector(config.model, device=config.device)
     log.info(f"{model.kind} model {config.model}: {len(model.classes)} classes")
+    if config.pyramid and model.kind != "hog-svm":
+        from cvtool.errors import UsageError
+
+        raise UsageError(f"--scale/--min-size/--max-size set the HOG+SVM pyramid; {config.model} is a "
+                         f"{model.kind!r} model")
     ids = GtIds(config.gt, config.split, model, log)
     cat_ids = np.array(ids.category_ids, np.int64)
-    kwargs: dict[str, Any] = {"max_detections": config.max_det}
+    kwargs: dict[str, Any] = {"max_detections": config.max_det, **dict(config.pyramid)}
     if config.conf is not None:
         kwargs["score_threshold"] = config.conf
     if config.iou is not None:
@@ -213,6 +219,9 @@ def detect_command(
     split: Annotated[str, typer.Option("--split", help="Split of a prepare folder given as --gt.")] = "test",
     batch: Annotated[int, typer.Option("--batch", help="Images per predict call (on the device for CNN models).", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (HOG+SVM always runs on the CPU).")] = "auto",
+    scale: Annotated[float | None, typer.Option("--scale", help="HOG+SVM: pyramid step (default: the model's, 1.05).", min=1.001)] = None,
+    min_size: Annotated[float | None, typer.Option("--min-size", help="HOG+SVM: smallest object height searched, px (default: 0.9x the smallest training box).", min=1.0)] = None,
+    max_size: Annotated[float | None, typer.Option("--max-size", help="HOG+SVM: largest object height searched, px (default: 1.1x the largest training box).", min=1.0)] = None,
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     max_pixels: MaxPixelsOpt = 200_000_000,
@@ -242,7 +251,9 @@ def detect_command(
     out.mkdir(parents=True, exist_ok=True)
     config = DetectConfig(model=model, out=out, conf=conf, iou=iou, max_det=max_det, draw=draw, fmt=fmt.value,
                           gt=gt, split=split, batch=batch, device=device, max_pixels=max_pixels,
-                          overwrite=overwrite)
+                          overwrite=overwrite,
+                          pyramid=tuple((k, v) for k, v in (("scale_step", scale), ("min_size", min_size),
+                                                            ("max_size", max_size)) if v is not None))
     result = run_detect(config, items, log=log, json_out=json_out, quiet=quiet)
     write_manifest(out, command="detect", args=args, device=device, started=started,
                    counts={"total": len(items), "ok": result["ok"], "failed": result["failed"],

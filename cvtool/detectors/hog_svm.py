@@ -421,7 +421,8 @@ class HogSvmDetector:
         return np.concatenate(found).astype(np.float32) if found else np.zeros((0, self.n_features_), np.float32)
 
     # -------------------------------------------------------------- detection
-    def _scales(self, size: tuple[int, int], min_size: float | None, max_size: float | None) -> list[float]:
+    def _scales(self, size: tuple[int, int], min_size: float | None, max_size: float | None,
+                scale_step: float | None = None) -> list[float]:
         obj_h = WindowSpec(self.window_, self.context).object_size[1]
         lo = min_size if min_size is not None else (self.min_size if self.min_size is not None
                                                     else 0.9 * self.size_range_[0])
@@ -430,10 +431,13 @@ class HogSvmDetector:
         w, h = size
         s_fit = min(w / self.window_[0], h / self.window_[1])  # level still holds one window
         s, s_hi = max(lo / obj_h, 1e-3), min(hi / obj_h, s_fit)
+        step = self.scale_step if scale_step is None else scale_step
+        if not step > 1.0:
+            raise ValueError(f"scale step must be > 1, got {step}")
         out = []
         while s <= s_hi * (1 + 1e-9):
             out.append(s)
-            s *= self.scale_step
+            s *= step
         return out
 
     def _class_filters(self) -> np.ndarray:
@@ -480,7 +484,8 @@ class HogSvmDetector:
         return S
 
     def _scan(self, image: np.ndarray, *, raw_min: np.ndarray, keep_blocks: bool = False,
-              min_size: float | None = None, max_size: float | None = None) -> dict[str, Any]:
+              min_size: float | None = None, max_size: float | None = None,
+              scale_step: float | None = None) -> dict[str, Any]:
         """Windows of every pyramid level whose raw score beats ``raw_min`` for some class.
 
         Returns ``regions`` (M, 4) in image pixels, ``scores`` (M, C) raw SVM
@@ -496,7 +501,7 @@ class HogSvmDetector:
         sx, sy = self.hog.stride_px
         ww, wh = self.window_
         regs, raws, wheres, kept = [], [], [], []
-        for s in self._scales((W, H), min_size, max_size):
+        for s in self._scales((W, H), min_size, max_size, scale_step):
             size = (max(1, int(round(W / s))), max(1, int(round(H / s))))
             if size[0] < ww or size[1] < wh:
                 continue
@@ -535,7 +540,8 @@ class HogSvmDetector:
 
     def predict(self, images: Sequence[np.ndarray], *, score_threshold: float | None = None,
                 iou_threshold: float | None = None, max_detections: int | None = None,
-                min_size: float | None = None, max_size: float | None = None) -> list[Any]:
+                min_size: float | None = None, max_size: float | None = None,
+                scale_step: float | None = None) -> list[Any]:
         """Detect objects in each image.
 
         Parameters
@@ -549,6 +555,8 @@ class HogSvmDetector:
         max_detections : int, optional
         min_size, max_size : float, optional
             Object height range in pixels searched by the pyramid.
+        scale_step : float, optional
+            Pyramid step (default: the model's, 1.05 unless trained otherwise).
 
         Returns
         -------
@@ -565,7 +573,7 @@ class HogSvmDetector:
         raw_min = (_logit(st) - b) / a
 
         def one(img: np.ndarray):
-            cand = self._scan(img, raw_min=raw_min, min_size=min_size, max_size=max_size)
+            cand = self._scan(img, raw_min=raw_min, min_size=min_size, max_size=max_size, scale_step=scale_step)
             probs = _sigmoid(cand["scores"].astype(np.float64) * a + b)
             lab = probs.argmax(axis=1) if len(probs) else np.zeros((0,), np.int64)
             score = probs[np.arange(len(lab)), lab] if len(lab) else np.zeros((0,))
