@@ -406,6 +406,8 @@ class SingleShotDetector:
             if h < 1 or w < 1:
                 raise BadInputError(f"image size {w}x{h} is empty")
             x = batch_tensor(batch, channels=self.net.config.in_channels, multiple=PAD_MULTIPLE, device=self.device)
+            if self.device.type == "cpu":
+                x = x.contiguous(memory_format=torch.channels_last)
             dets = decode_batch(self.net(x), image_sizes=[(w, h)] * len(batch), score_threshold=st,
                                 iou_threshold=it, max_detections=max_detections)
             for i, d in zip(group, dets):
@@ -414,17 +416,22 @@ class SingleShotDetector:
 
 
 def build_detector(state: dict[str, Any], *, device: Any = "cpu") -> SingleShotDetector:
-    """A detector from a checkpoint dictionary (``config``, ``model``, ``classes``, ``category_ids``)."""
+    """A detector from a checkpoint dictionary (``model_config``, ``model``, ``classes``, ``category_ids``)."""
     try:
-        cfg = state["config"]["model"] if "model" in state.get("config", {}) else state["config"]
+        cfg = state["model_config"]
         config = SingleShotConfig(**{k: cfg[k] for k in ("num_classes", "in_channels", "width", "center_fraction")})
         net = SingleShotNet(config)
         net.load_state_dict(state["model"])
+        classes, category_ids = list(state["classes"]), [int(c) for c in state["category_ids"]]
     except (KeyError, TypeError, RuntimeError, ValueError) as exc:
-        raise BadInputError(f"not a valid single-shot checkpoint ({type(exc).__name__}: {exc})") from None
-    net.to(torch.device(device))
-    return SingleShotDetector(net, classes=list(state["classes"]), category_ids=list(state["category_ids"]),
-                              device=device)
+        raise BadInputError(f"not a valid single-shot checkpoint ({type(exc).__name__}: {str(exc)[:200]})") from None
+    if len(classes) != config.num_classes or len(category_ids) != config.num_classes:
+        raise BadInputError(f"single-shot checkpoint has {len(classes)} class names for {config.num_classes} outputs")
+    dev = torch.device(device)
+    net.to(dev)
+    if dev.type == "cpu":
+        net.to(memory_format=torch.channels_last)  # about 1.5-2x faster convolutions on CPU
+    return SingleShotDetector(net, classes=classes, category_ids=category_ids, device=dev)
 
 
 def load(path: str | Path, *, device: str = "auto") -> SingleShotDetector:
@@ -443,3 +450,137 @@ def load(path: str | Path, *, device: str = "auto") -> SingleShotDetector:
 def config_dict(config: SingleShotConfig) -> dict[str, Any]:
     """The JSON-friendly architecture dictionary stored in checkpoints."""
     return asdict(config)
+
+
+# ---------------------------------------------------------------------------
+# Training (a Task for cvtool.runner.loop.fit)
+# ---------------------------------------------------------------------------
+
+
+def shift_batch(images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, *,
+                generator: torch.Generator, max_shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Random per-image translations that keep every object inside the canvas.
+
+    Each image is rolled by an integer ``(dx, dy)`` drawn uniformly from the
+    range its own boxes allow (at most ``max_shift``); the pixels that wrap
+    around come from the empty margin, so no object is cut.
+
+    Parameters
+    ----------
+    images : (B, C, H, W) tensor
+    boxes : (B, M, 4) tensor, padded
+    labels : (B, M) tensor, -1 marks padding
+
+    Returns
+    -------
+    (images, boxes) shifted copies.
+    """
+    b, _, h, w = images.shape
+    valid = labels >= 0
+    big = torch.tensor(float(max(h, w)), device=boxes.device)
+    x1 = torch.where(valid, boxes[..., 0], big).amin(dim=1)
+    y1 = torch.where(valid, boxes[..., 1], big).amin(dim=1)
+    x2 = torch.where(valid, boxes[..., 2], -big).amax(dim=1)
+    y2 = torch.where(valid, boxes[..., 3], -big).amax(dim=1)
+    lo_x = torch.clamp(-torch.floor(x1), min=-max_shift, max=0)
+    hi_x = torch.clamp(torch.floor(w - x2), min=0, max=max_shift)
+    lo_y = torch.clamp(-torch.floor(y1), min=-max_shift, max=0)
+    hi_y = torch.clamp(torch.floor(h - y2), min=0, max=max_shift)
+    u = torch.rand((2, b), generator=generator).to(boxes.device)
+    dx = (lo_x + torch.floor(u[0] * (hi_x - lo_x + 1))).clamp(max=hi_x).long().cpu()
+    dy = (lo_y + torch.floor(u[1] * (hi_y - lo_y + 1))).clamp(max=hi_y).long().cpu()
+    out = torch.stack([torch.roll(images[i], shifts=(int(dy[i]), int(dx[i])), dims=(1, 2)) for i in range(b)])
+    shift = torch.stack([dx, dy, dx, dy], dim=1).to(boxes)[:, None, :]
+    return out, torch.where(valid[..., None], boxes + shift, boxes)
+
+
+class SingleShotTask:
+    """The single-shot detector as a :class:`cvtool.runner.loop.Task`.
+
+    Parameters
+    ----------
+    data : DetectionData
+        Train and validation splits (:func:`cvtool.detectors.training.load_detection_data`).
+    width, center_fraction : see :class:`SingleShotConfig`
+    box_weight : float
+        Weight of the GIoU loss.
+    max_shift : int
+        Largest random translation in pixels (0: no augmentation).
+    data_path : str
+        Stored in ``task_config`` for ``--resume``.
+    """
+
+    kind = KIND
+
+    def __init__(self, data: Any, *, width: int = 16, center_fraction: float = 0.5, box_weight: float = 1.0,
+                 max_shift: int = 16, data_path: str = "", in_channels: int | None = None) -> None:
+        from cvtool.detectors.tensors import channels_of
+
+        self.data = data
+        self.classes = list(data.classes)
+        self.category_ids = list(data.category_ids)
+        channels = in_channels if in_channels is not None else channels_of(data.train.images[:64])
+        self.config = SingleShotConfig(num_classes=len(self.classes), in_channels=channels, width=width,
+                                       center_fraction=center_fraction)
+        if box_weight <= 0:
+            raise ValueError(f"box_weight must be > 0, got {box_weight}")
+        if max_shift < 0:
+            raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+        self.box_weight = box_weight
+        self.max_shift = max_shift
+        self.data_path = data_path
+        self._generator = torch.Generator().manual_seed(0)
+        self._points: dict[tuple[int, int, str], torch.Tensor] = {}
+
+    def model_config(self) -> dict[str, Any]:
+        return config_dict(self.config)
+
+    def task_config(self) -> dict[str, Any]:
+        return {"data": self.data_path, "box_weight": self.box_weight, "max_shift": self.max_shift}
+
+    def build_model(self) -> nn.Module:
+        return SingleShotNet(self.config)
+
+    def train_batches(self, env: Any, *, batch_size: int, seed: int) -> Any:
+        from cvtool.detectors.tensors import to_channels
+        from cvtool.runner.data import TensorBatches
+
+        self._generator.manual_seed(seed)
+        imgs = np.stack([to_channels(im, self.config.in_channels) for im in self.data.train.images])
+        boxes, labels = self.data.train.padded()
+        tensors = {"images": torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(),
+                   "boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
+        return TensorBatches(tensors, batch_size=batch_size, seed=seed, ctx=env.dist, device=env.device)
+
+    def _grid(self, h: int, w: int, device: torch.device) -> torch.Tensor:
+        key = (h, w, str(device))
+        if key not in self._points:
+            self._points[key] = locations(h, w, device=device)
+        return self._points[key]
+
+    def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], env: Any):
+        x = batch["images"].float() / 255.0
+        boxes, labels = batch["boxes"], batch["labels"]
+        if self.max_shift > 0:
+            x, boxes = shift_batch(x, boxes, labels, generator=self._generator, max_shift=self.max_shift)
+        h, w = x.shape[2:]
+        hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
+        if (hp, wp) != (h, w):
+            x = F.pad(x, (0, wp - w, 0, hp - h))
+        points = self._grid(hp, wp, x.device)
+        valid = labels >= 0
+        targets = assign_targets([boxes[i][valid[i]] for i in range(boxes.shape[0])],
+                                 [labels[i][valid[i]] for i in range(boxes.shape[0])], points,
+                                 center_fraction=self.config.center_fraction)
+        parts = detection_loss(model(env.images(x)), targets, points, box_weight=self.box_weight)
+        return parts["loss"], {k: v for k, v in parts.items() if k != "loss"}
+
+    def evaluate(self, model: nn.Module, env: Any) -> dict[str, float]:
+        from cvtool.detectors.training import coco_scores
+
+        if len(self.data.val) == 0:
+            return {"score": 0.0}
+        det = SingleShotDetector(model, classes=self.classes, category_ids=self.category_ids, device=env.device)
+        dets = det.predict(list(self.data.val.images))
+        scores = coco_scores(dets, self.data.val, num_classes=len(self.classes), class_names=self.classes)
+        return {**scores, "score": scores["AP"]}
