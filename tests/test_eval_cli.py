@@ -154,8 +154,9 @@ def test_localization_metric(cli, tmp_path):
     assert data["accuracy"] == 0.5 and data["mean_iou"] == pytest.approx(0.75)
     assert data["iou_hit_rate"] == 0.5 and data["correct"] == 0.5
     data = run_json(cli, ["--gt", tmp_path / "gt.json", "--pred", tmp_path / "dt.json", "--metric", "loc",
-                          "--iou", "0.5"])
+                          "--iou", "0.5", "--plots", tmp_path / "p"])
     assert data["iou_hit_rate"] == 1.0
+    assert [p.name for p in (tmp_path / "p").glob("*.png")] == ["overall.png"]
 
 
 def test_bad_input_gives_one_line_errors(cli, tmp_path):

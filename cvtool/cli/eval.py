@@ -131,8 +131,10 @@ def write_plots(report, out: Path, *, overwrite: bool) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     if isinstance(report, LocReport):
+        title = (f"accuracy {report.accuracy:.3f}, mean IoU {report.mean_iou:.3f}, "
+                 f"IoU >= {report.iou_threshold:g}: {report.iou_hit_rate:.3f} ({report.num_images} images)")
         return [plots.plot_localization(report.ious, report.per_class, report.iou_threshold,
-                                        out / "overall.png", overwrite=overwrite)]
+                                        out / "overall.png", title=title, overwrite=overwrite)]
     if not isinstance(report, (CocoReport, VocReport)):
         from cvtool.eval.proposals import plot_recall
 

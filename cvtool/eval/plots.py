@@ -114,7 +114,7 @@ def plot_overall(curves: Sequence[Curve], ap_by_class: dict[str, float], path: s
 
 
 def plot_localization(ious: np.ndarray, per_class: list[dict], threshold: float, path: str | os.PathLike[str], *,
-                      overwrite: bool = False) -> Path:
+                      title: str = "", overwrite: bool = False) -> Path:
     """IoU histogram with the threshold (left) and per-class accuracy / IoU hit rate (right)."""
     plt = _pyplot()
     fig, (ax, bx) = plt.subplots(1, 2, figsize=(12, 4.5))
@@ -129,7 +129,9 @@ def plot_localization(ious: np.ndarray, per_class: list[dict], threshold: float,
     bx.bar(x - 0.2, acc, width=0.4, label="accuracy")
     bx.bar(x + 0.2, hit, width=0.4, label=f"IoU >= {threshold:g}")
     bx.set_xticks(x, names, rotation=45 if len(names) > 8 else 0, fontsize=8)
-    bx.set(ylim=(0, 1.05), title="per class")
-    bx.legend()
+    bx.set(ylim=(0, 1.2), title="per class")
+    bx.legend(loc="upper right", ncols=2)
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return _save(fig, Path(path), overwrite=overwrite)
