@@ -187,3 +187,23 @@ def test_custom_params_equal_pycocotools():
     np.testing.assert_allclose(report.accumulation.recall, ev.eval["recall"], atol=1e-12)
     assert report.stats["AP"] == pytest.approx(ev.stats[0], abs=1e-12)
     assert report.stats["AP75"] == -1 and ev.stats[2] == -1
+
+
+def test_area_range_boundaries_and_duplicate_boxes_equal_pycocotools():
+    # boxes whose area is exactly 32^2 or 96^2 (closed ranges), identical duplicate
+    # ground truth, a crowd box over regular ones, detections exactly on the boundaries
+    images = [{"id": i, "file_name": f"{i}.png", "width": 300, "height": 300} for i in (1, 2, 3)]
+    boxes = [(1, [10, 10, 32, 32]), (1, [10, 10, 32, 32]), (1, [100, 100, 96, 96]), (2, [0, 0, 64, 16]),
+             (2, [0, 0, 200, 200]), (3, [50, 50, 31, 33]), (3, [150, 150, 97, 95])]
+    anns = [{"id": k + 1, "image_id": im, "category_id": 1, "bbox": b, "area": float(b[2] * b[3]),
+             "iscrowd": int(k == 4)} for k, (im, b) in enumerate(boxes)]
+    gt = {"images": images, "annotations": anns, "categories": [{"id": 1, "name": "a"}, {"id": 2, "name": "b"}]}
+    dets = [{"image_id": im, "category_id": 1, "bbox": [b[0] + dx, b[1], b[2], b[3]], "score": s}
+            for (im, b), dx, s in zip(boxes, (0, 1, 0, 2, 5, 0, 3), (0.9, 0.9, 0.8, 0.7, 0.6, 0.6, 0.5))]
+    dets += [{"image_id": 2, "category_id": 1, "bbox": [10, 10, 32, 32], "score": 0.95},   # inside the crowd box
+             {"image_id": 3, "category_id": 2, "bbox": [0, 0, 10, 10], "score": 0.4}]      # class without ground truth
+    ev = pycocotools_eval(gt, dets)
+    report = evaluate_coco(dataset_from_coco(gt), predictions_from_results(dets))
+    np.testing.assert_allclose(report.stats_array, ev.stats, atol=1e-12)
+    np.testing.assert_allclose(report.accumulation.precision, ev.eval["precision"], atol=1e-12)
+    assert report.stats["APs"] > -1 and report.stats["APm"] > -1 and report.stats["APl"] > -1
