@@ -128,6 +128,20 @@ def test_shift_canvases_replaces_the_object_like_a_fresh_paste():
     assert tuple(nb[1, 2:].tolist()) == (40.0, 40.0)        # u -> 1: bottom-right corner
 
 
+def test_crop_objects_samples_the_box_on_a_regular_grid():
+    # image value = x pixel index: a bilinear crop of columns x1..x2 at 32 samples reads pixel-centre positions
+    h, w = 50, 80
+    ramp = torch.arange(w, dtype=torch.float32).repeat(h, 1)[None, None]
+    x1, y1, x2, y2 = 20.0, 10.0, 52.0, 42.0
+    crop = loc.crop_objects(ramp, torch.tensor([[x1 / w, y1 / h, x2 / w, y2 / h]]), size=32, margin=0.0)
+    expect = x1 + (np.arange(32) + 0.5) * (x2 - x1) / 32 - 0.5
+    np.testing.assert_allclose(crop[0, 0, 16].numpy(), expect, atol=1e-4)
+    np.testing.assert_allclose(crop[0, 0, :, 5].numpy(), np.full(32, expect[5]), atol=1e-4)
+    # a margin widens the window symmetrically about the centre
+    wide = loc.crop_objects(ramp, torch.tensor([[x1 / w, y1 / h, x2 / w, y2 / h]]), size=32, margin=0.25)
+    assert float(wide[0, 0, 16, 0]) == pytest.approx(x1 - 8 + 0.5 * 48 / 32 - 0.5, abs=1e-4)
+
+
 # -- training -------------------------------------------------------------------------------------
 
 def test_localizer_overfits_64_canvases(overfit_run):

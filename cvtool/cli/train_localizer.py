@@ -45,7 +45,7 @@ ARCH_DEFAULTS: dict[str, dict[str, Any]] = {
     # the seed study: Adam 1e-3, constant rate, batch 64, CE + MSE with equal weights, 10 epochs
     "seed": dict(epochs=10, batch_size=64, lr=1e-3, weight_decay=0.0, optimizer="adam", scheduler="constant",
                  cls=1.0, box=1.0, box_loss="mse", giou=0.0, center=0.0),
-    "default": dict(epochs=3, batch_size=64, lr=4e-3, weight_decay=1e-4, optimizer="adamw", scheduler="onecycle",
+    "default": dict(epochs=3, batch_size=32, lr=4e-3, weight_decay=1e-4, optimizer="adamw", scheduler="onecycle",
                     cls=1.0, box=5.0, box_loss="smooth-l1", giou=2.0, center=0.5),
 }
 
@@ -79,7 +79,7 @@ def train_command(
                                        "seed: the seed study's network and recipe.")] = Arch.default,
     epochs: EpochsOpt = None,
     batch_size: Annotated[int | None, typer.Option("--batch-size", help="Global batch size "
-                                                   "[default: 64].", min=1)] = None,
+                                                   "[default: seed 64, default 32].", min=1)] = None,
     lr: Annotated[float | None, typer.Option("--lr", help="Learning rate [default: seed 1e-3 (Adam, constant); "
                                              "default 4e-3 (AdamW, one-cycle peak)].", min=0.0)] = None,
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="[default: seed 0, default 1e-4].",

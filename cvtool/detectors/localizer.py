@@ -15,8 +15,11 @@ Two architectures:
     A small fully-convolutional net with batch norm (widths ``w, 2w, 4w, 8w``
     at strides 1, 2, 4, 8) and a coordinate-aware head: every cell of the
     stride-8 grid predicts an attention logit and its distances to the box
-    sides; the box is the attention-weighted average of the cells' boxes, the
-    class comes from attention-pooled features.  Trained with AdamW + OneCycle,
+    sides; the box is the attention-weighted average of the cells' boxes.  The
+    class comes from a second small conv-BN net that sees the object cut out
+    at 32x32 (``grid_sample``; around the jittered true box in training, the
+    predicted box at inference), so classification is translation-free from
+    the first step.  Trained with AdamW + OneCycle,
     cross-entropy + smooth L1 + GIoU (Rezatofighi et al., CVPR 2019) and a
     centre-cell term that teaches the attention where the object is.
 
@@ -125,8 +128,38 @@ def _conv_bn(cin: int, cout: int, stride: int) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
 
 
+CROP = 32
+"""Side of the object crop the default arch classifies (pixels)."""
+CROP_MARGIN = 0.15
+"""The crop is the box grown by this fraction of its size on every side."""
+
+
+def crop_objects(x: torch.Tensor, boxes: torch.Tensor, *, size: int = CROP, margin: float = CROP_MARGIN) -> torch.Tensor:
+    """Bilinear crops ``(B, C, size, size)`` of ``x`` around normalised xyxy ``boxes`` (grown by ``margin``).
+
+    Uses ``affine_grid`` + ``grid_sample``: batched, on the device; outside the image reads 0.
+    """
+    b = boxes.float()
+    w = (b[:, 2] - b[:, 0]).clamp(min=1e-3) * (1 + 2 * margin)
+    h = (b[:, 3] - b[:, 1]).clamp(min=1e-3) * (1 + 2 * margin)
+    cx = b[:, 0] + b[:, 2] - 1.0          # centre in [-1, 1] grid units
+    cy = b[:, 1] + b[:, 3] - 1.0
+    theta = torch.zeros((b.shape[0], 2, 3), dtype=torch.float32, device=x.device)
+    theta[:, 0, 0], theta[:, 0, 2] = w, cx
+    theta[:, 1, 1], theta[:, 1, 2] = h, cy
+    grid = F.affine_grid(theta, [b.shape[0], x.shape[1], size, size], align_corners=False)
+    return F.grid_sample(x.float(), grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+
 class LocNet(nn.Module):
-    """The default localiser: conv-BN backbone and an attention box head (see the module docstring)."""
+    """The default localiser: conv-BN backbone, attention box head, classifier on the object crop.
+
+    The box comes from the backbone's stride-8 grid (attention-weighted cell
+    boxes); the class from a small conv net that sees the object cut out of
+    the canvas at a fixed 32x32 size (during training around the true box,
+    jittered; at inference around the predicted box), so it never has to learn
+    where on the canvas the object is.
+    """
 
     def __init__(self, config: LocalizerConfig) -> None:
         super().__init__()
@@ -140,9 +173,15 @@ class LocNet(nn.Module):
         )
         self.attn = nn.Conv2d(8 * w, 1, 1)
         self.dist = nn.Conv2d(8 * w, 4, 1)
-        self.cls = nn.Sequential(nn.Linear(16 * w, 128), nn.ReLU(inplace=True), nn.Linear(128, config.num_classes))
+        cw = 2 * w
+        self.classifier = nn.Sequential(
+            _conv_bn(config.in_channels, cw, 1),
+            _conv_bn(cw, 2 * cw, 2), _conv_bn(2 * cw, 2 * cw, 1),
+            _conv_bn(2 * cw, 4 * cw, 2), _conv_bn(4 * cw, 4 * cw, 1),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4 * cw, config.num_classes),
+        )
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, crop_boxes: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         f = self.backbone(x)                                  # (B, 8w, gh, gw)
         b, _, gh, gw = f.shape
         a = self.attn(f).flatten(1).float()                   # (B, gh*gw) attention logits
@@ -155,10 +194,26 @@ class LocNet(nn.Module):
         cells = torch.stack([cx.reshape(-1) - d[:, 0], cy.reshape(-1) - d[:, 1],
                              cx.reshape(-1) + d[:, 2], cy.reshape(-1) + d[:, 3]], dim=2)  # (B, P, 4)
         boxes = (weights[:, :, None] * cells).sum(dim=1)
-        ff = f.flatten(2).float()                             # (B, 8w, P)
-        pooled = torch.cat([(ff * weights[:, None, :]).sum(dim=2), ff.mean(dim=2)], dim=1)
-        logits = self.cls(pooled.to(f.dtype))
+        src = boxes.detach() if crop_boxes is None else crop_boxes
+        crops = crop_objects(x, src).to(x.dtype)
+        if x.is_contiguous(memory_format=torch.channels_last):
+            crops = crops.contiguous(memory_format=torch.channels_last)
+        logits = self.classifier(crops)
         return {"logits": logits, "boxes": boxes, "attn": a, "grid": torch.tensor([gh, gw])}
+
+
+def jitter_boxes(boxes: torch.Tensor, u: torch.Tensor, *, shift: float = 0.08, scale: float = 0.12) -> torch.Tensor:
+    """Normalised xyxy boxes moved by up to ``shift`` of their size and scaled by up to ``1 +- scale``.
+
+    ``u`` : (B, 4) uniform draws in [0, 1) (seeded by the caller).
+    """
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    cx = (boxes[:, 0] + boxes[:, 2]) / 2 + (2 * u[:, 0] - 1) * shift * w
+    cy = (boxes[:, 1] + boxes[:, 3]) / 2 + (2 * u[:, 1] - 1) * shift * h
+    w = w * (1 + (2 * u[:, 2] - 1) * scale) / 2
+    h = h * (1 + (2 * u[:, 3] - 1) * scale) / 2
+    return torch.stack([cx - w, cy - h, cx + w, cy + h], dim=1)
 
 
 def build_model(config: LocalizerConfig) -> nn.Module:
@@ -448,7 +503,8 @@ def _as_nchw(images: np.ndarray) -> torch.Tensor:
 
 
 class ShiftBatches:
-    """:class:`~cvtool.runner.data.TensorBatches` plus ``u``: two uniform draws per sample and epoch.
+    """:class:`~cvtool.runner.data.TensorBatches` plus ``u``: six uniform draws per sample and epoch
+    (two for the object's new position, four for the classifier crop's jitter).
 
     The draws depend on (seed, epoch, sample index) only, so a DDP run places
     every object where a one-process run would.
@@ -464,7 +520,7 @@ class ShiftBatches:
 
     def epoch_batches(self, epoch: int, *, start: int = 0):
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch + 1)
-        u = torch.rand(self.n, 2, generator=g)
+        u = torch.rand(self.n, 6, generator=g)
         for batch in self.base.epoch_batches(epoch, start=start):
             idx = batch["index"]
             batch["u"] = u[idx.cpu()].to(idx.device)
@@ -554,11 +610,15 @@ class LocalizerTask:
 
     def loss(self, model: nn.Module, batch: Mapping[str, torch.Tensor], env):
         images, boxes = batch["image"], batch["box"]
+        u = batch["u"]
         if self.augment == "shift":
-            images, boxes = shift_canvases(images, boxes, batch["u"])
+            images, boxes = shift_canvases(images, boxes, u[:, :2])
         x = env.images(images.float().div_(255.0))
-        out = model(x)
         target = boxes / self.scale.to(boxes.device)
+        if self.config.arch == "default":
+            out = model(x, jitter_boxes(target, u[:, 2:6]))
+        else:
+            out = model(x)
         return localizer_loss(out, batch["label"], target, weights=self.loss_weights, canvas=self.config.canvas)
 
     def evaluate(self, model: nn.Module, env, *, batch_size: int = 512) -> dict[str, float]:

@@ -88,7 +88,7 @@ class TrainConfig:
     weight_decay : float
     optimizer : {'adam', 'adamw', 'sgd'}
     scheduler : {'onecycle', 'cosine', 'constant'}
-        Stepped once per batch.
+        Stepped once per batch (``onecycle`` with fewer than 4 steps in all: constant).
     warmup : float
         ``onecycle``: fraction of the steps spent rising to ``lr``.
     grad_clip : float
@@ -218,9 +218,10 @@ def build_optimizer(model: torch.nn.Module, config: TrainConfig, total_steps: in
     else:
         opt = torch.optim.SGD(params, lr=config.lr, momentum=0.9, nesterov=True, weight_decay=config.weight_decay)
     total_steps = max(1, total_steps)
-    if config.scheduler == "onecycle":
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps,
-                                                    pct_start=config.warmup)
+    if config.scheduler == "onecycle" and total_steps >= 4:
+        # at least two steps in the rising phase (OneCycleLR divides by its length)
+        pct = min(max(config.warmup, 2.0 / total_steps), 0.5)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=config.lr, total_steps=total_steps, pct_start=pct)
     elif config.scheduler == "cosine":
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=total_steps)
     else:
