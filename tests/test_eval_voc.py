@@ -192,3 +192,17 @@ def test_localization_by_hand():
                   ann_iscrowd=np.zeros(2, bool), ann_difficult=np.zeros(2, bool))
     with pytest.raises(BadInputError, match="one ground-truth box per image"):
         evaluate_localization(two, pred)
+
+
+def test_equal_iou_tie_goes_to_the_first_box_as_in_the_devkit():
+    # det 1 overlaps A and B equally and takes A (the devkit keeps the first maximum);
+    # det 2 is A itself, already claimed: a duplicate (FP).  B stays unmatched.
+    gt = Dataset(images=[ImageRecord(1, "a.png", 50, 50)], categories=[Category(1, "a")],
+                 ann_image_ids=np.array([1, 1]), ann_labels=np.array([1, 1]),
+                 ann_boxes=np.array([[0.0, 0, 10, 10], [5, 0, 15, 10]]),
+                 ann_iscrowd=np.zeros(2, bool), ann_difficult=np.zeros(2, bool))
+    pred = Predictions(np.array([1, 1]), np.array([[2.5, 0, 12.5, 10], [0, 0, 10, 10]]),
+                       np.array([0.9, 0.8]), np.array([1, 1]))
+    r = evaluate_voc(gt, pred, iou_thresholds=(0.5,)).per_class[0.5][0]
+    assert (r.tp, r.fp) == (1, 1)
+    assert r.ap == pytest.approx(0.5)
