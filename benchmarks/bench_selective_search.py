@@ -233,11 +233,11 @@ def main(argv=None) -> int:
           file=sys.stderr)
     secs, counts = time_photos(ms, photos, a.repeats)
     print("\n### Wall time per 500x375 photograph (mean over images of the median of repeats)\n")
-    print("| method | s / image | boxes / image | vs OpenCV fast | vs selectivesearch |")
+    print("| method | s / image | boxes / image | OpenCV fast time / this | selectivesearch time / this |")
     print("|---|---:|---:|---:|---:|")
     for m in ms:
-        print(f"| {m} | {secs[m]:.3f} | {counts[m]:.0f} | {secs['opencv fast'] / secs[m]:.2f}x faster "
-              f"| {secs['selectivesearch pkg'] / secs[m]:.2f}x faster |")
+        print(f"| {m} | {secs[m]:.3f} | {counts[m]:.0f} | {secs['opencv fast'] / secs[m]:.2f} "
+              f"| {secs['selectivesearch pkg'] / secs[m]:.2f} |")
 
     results = {}
     for source, (imgs, gts, labels) in scenes(a.scenes, a.seed).items():
