@@ -52,9 +52,10 @@ def _param_line(p) -> tuple[str, str]:
         return name + ("..." if p.nargs == -1 else ""), getattr(p, "help", "") or ""
     names = ", ".join(p.opts + p.secondary_opts)
     if not p.is_flag and not p.count:
-        metavar = p.metavar or (p.type.name.upper() if p.type else "VALUE")
-        if hasattr(p.type, "choices"):
-            metavar = "[" + "|".join(str(c) for c in p.type.choices) + "]"
+        ptype = getattr(p, "type", None)
+        metavar = p.metavar or (getattr(ptype, "name", "value").upper() if ptype else "VALUE")
+        if hasattr(ptype, "choices"):
+            metavar = "[" + "|".join(str(c) for c in ptype.choices) + "]"
         names += f" {metavar}"
     help_text = p.help or ""
     if p.show_default is not False and p.default not in (None, False, "", ()) and not p.is_flag:
