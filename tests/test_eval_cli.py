@@ -219,3 +219,23 @@ def test_text_box_files(cli):
     bad = cli(["eval", "--gt", voc / "ground_truth", "--gt-format", "text", "--box-format", "xywhz",
                "--pred", voc / "detections"])
     assert bad.exit_code == 2 and "xywhz" in bad.output
+
+
+def test_several_prediction_sets_compared(cli, tmp_path):
+    """One row per --pred; the reference set scores its published AP, a worse copy scores less."""
+    import json as _json
+
+    dets = _json.loads(COCO_DT.read_text())
+    half = tmp_path / "half" / "detections.json"
+    half.parent.mkdir()
+    half.write_text(_json.dumps(dets[::2]))
+    res = cli(["eval", "--gt", COCO_GT, "--pred", COCO_DT, "--pred", half, "--json"])
+    assert res.exit_code == 0, res.output
+    data = _json.loads(res.stdout.strip().splitlines()[-1])
+    [full, cut] = data["comparison"]
+    assert full["name"] == "coco100" and cut["name"] == "half"  # folder names of detections.json
+    assert abs(full["stats"]["AP"] - 0.503647) < 1e-6
+    assert cut["stats"]["AP"] < full["stats"]["AP"]
+    assert "half" in res.stderr and "AP50" in res.stderr
+    res = cli(["eval", "--gt", COCO_GT, "--pred", COCO_DT, "--pred", half, "--csv", tmp_path / "x.csv"])
+    assert res.exit_code == 2

@@ -26,6 +26,7 @@ EPILOG = examples(
     "cvtool eval --gt data/loc --split test --pred dets/detections.jsonl --metric loc --iou 0.6",
     "cvtool eval --gt data/test/annotations.json --pred props/proposals.jsonl --metric proposals",
     "cvtool eval --gt annotations.json --pred results.json --plots plots/ --csv per_class.csv --overwrite",
+    "cvtool eval --gt data/digits --pred dets/hog-svm --pred dets/single-shot",
 )
 
 
@@ -182,10 +183,37 @@ def write_plots(report, out: Path, *, overwrite: bool) -> list[Path]:
     return written
 
 
+def prediction_name(path: Path) -> str:
+    """A short name for a prediction set: its folder for detect/selective-search outputs, else its stem."""
+    if path.is_dir():
+        return path.name
+    if path.name in ("detections.jsonl", "detections.json", "proposals.jsonl"):
+        return path.parent.name or path.stem
+    return path.stem
+
+
+def _compare(preds: list[Path], *, json_out: bool, log: Log, **fields) -> None:
+    """Evaluate several prediction sets against one ground truth; print one row each."""
+    from cvtool.eval.report import format_table, json_safe, summary_lines
+
+    names = [prediction_name(p) for p in preds]
+    rows, records = [], []
+    headers: list[str] = []
+    for name, path in zip(names, preds):
+        report = run_eval(EvalConfig(pred=path, plots=None, csv=None, overwrite=False, **fields))
+        lines = summary_lines(report)
+        headers = ["predictions"] + [k for k, _ in lines]
+        rows.append([name] + [None if isinstance(v, float) and v == -1 else v for _, v in lines])
+        records.append({"name": name, "pred": str(path), **report.to_dict()})
+    log.info(format_table(headers, rows))
+    if json_out:
+        emit_json(json_safe({"gt": str(fields["gt"]), "split": fields["split"], "comparison": records}))
+
+
 @handle_errors
 def eval_command(
     gt: Annotated[Path, typer.Option("--gt", help="Ground truth: a prepare folder (with --split), a COCO JSON, a YOLO folder or data.yaml, a VOC folder, text box files.", show_default=False)],
-    pred: Annotated[Path, typer.Option("--pred", help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), text files (class score a b c d), selective-search proposals.jsonl.", show_default=False)],
+    pred: Annotated[list[Path], typer.Option("--pred", help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), text files (class score a b c d), selective-search proposals.jsonl. Repeat to compare several prediction sets in one table.", show_default=False)],
     metric: Annotated[Metric, typer.Option("--metric", "-m", help="coco: 12 COCO stats + AR50/AR75; voc: all-point AP; voc11: 11-point AP; loc: single-object accuracy/IoU; proposals: recall and ABO.")] = Metric.coco,
     iou: Annotated[list[float] | None, typer.Option("--iou", help="IoU threshold(s), repeatable. voc/voc11: default 0.5; loc: default 0.6; proposals: default 0.5 and 0.7; coco: replaces the 0.5:0.95 grid.", show_default=False)] = None,
     gt_format: Annotated[GtFormat, typer.Option("--gt-format", help="Ground-truth format (auto: from the path).")] = GtFormat.auto,
@@ -220,6 +248,15 @@ def eval_command(
         raise UsageError("--voc-pixels applies to --metric voc or voc11 only")
     if counts and metric != Metric.proposals:
         raise UsageError("--counts applies to --metric proposals only")
+    if len(pred) > 1:
+        if plots is not None or csv is not None:
+            raise UsageError("--plots and --csv take one --pred; run eval once per prediction set for them")
+        _compare(pred, gt=gt, metric=metric.value, iou=tuple(iou or ()), gt_format=gt_format.value,
+                 pred_format=pred_format.value, split=split, box_format=box_format.value, relative=relative,
+                 clip=clip, voc_pixels=voc_pixels, counts=tuple(counts or (100, 500, 1000, 2000)),
+                 json_out=json_out, log=log)
+        return
+    pred = pred[0]
     config = EvalConfig(gt=gt, pred=pred, metric=metric.value, iou=tuple(iou or ()), gt_format=gt_format.value,
                         pred_format=pred_format.value, split=split, box_format=box_format.value, relative=relative,
                         clip=clip, voc_pixels=voc_pixels,
