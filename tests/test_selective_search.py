@@ -232,6 +232,16 @@ def test_same_seed_same_order_other_seed_other_order():
     assert sorted(map(tuple, a.tolist())) == sorted(map(tuple, c.tolist()))
 
 
+def test_worker_processes_give_the_same_result():
+    img = _rectangles()
+    one = selective_search(img, mode="fast", seed=2)
+    two = selective_search(img, mode="fast", seed=2, workers=2)
+    np.testing.assert_array_equal(one.boxes, two.boxes)
+    assert one.num_initial_regions == two.num_initial_regions
+    with pytest.raises(ValueError, match="workers"):
+        selective_search(img, workers=0)
+
+
 def test_rank_proposals_orders_by_position_times_random():
     h1 = np.array([[0, 0, 1, 1], [0, 0, 2, 2], [0, 0, 3, 3]], float)   # created in this order
     h2 = np.array([[0, 0, 2, 2], [5, 5, 6, 6]], float)

@@ -107,6 +107,7 @@ def test_json_summary(cli, images, tmp_path):
     (["--similarity", "xyz"], "similarity set 'xyz'"),
     (["--resize", "2"], "--resize must be at least 4"),
     (["--draw", "-1"], "--draw must be >= 0"),
+    (["--workers", "0"], "--workers must be >= 1"),
 ])
 def test_bad_parameters_exit_2(cli, images, tmp_path, args, message):
     res = cli(["selective-search", images / "a.png", "--out", tmp_path / "o", "--mode", "single"] + args)

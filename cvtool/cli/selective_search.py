@@ -68,6 +68,7 @@ class SearchConfig:
     draw: int
     segments: bool
     out: Path
+    workers: int = 1
     done: frozenset[str] = frozenset()
 
     def strategies(self):
@@ -100,7 +101,8 @@ def search_one(task, *, config: SearchConfig) -> dict[str, Any] | None:
     result = selective_search(
         image, strategies=config.strategies(), sigma=config.sigma, segment_min_size=config.segment_min_size,
         seed=config.seed, max_proposals=config.max_proposals, min_size=config.min_size,
-        max_aspect=config.max_aspect, resize=config.resize, keep_segmentations=config.segments)
+        max_aspect=config.max_aspect, resize=config.resize, keep_segmentations=config.segments,
+        workers=config.workers)
     if result.scale != 1.0:
         notes.append(f"searched a copy resized by {result.scale:.3g} (--resize {config.resize})")
     h, w = image.shape[:2]
@@ -174,6 +176,8 @@ def selective_search_command(
         "--resize", help="Search a copy whose longer side is at most this (boxes are given in the original).")] = None,
     draw: Annotated[int, typer.Option("--draw", help="Draw the N best-ranked boxes to OUT/draw/.")] = 0,
     segments: Annotated[bool, typer.Option("--segments", help="Write the initial segmentations to OUT/segments/.")] = False,
+    workers: Annotated[int, typer.Option(
+        "--workers", help="Processes for the strategies of one image (for many images use --jobs).")] = 1,
     seed: SeedOpt = 0,
     max_pixels: MaxPixelsOpt = 200_000_000,
     recursive: RecursiveOpt = False,
@@ -204,11 +208,13 @@ def selective_search_command(
                          "uses its own strategies")
     if draw < 0:
         raise UsageError(f"--draw must be >= 0, got {draw}")
+    if workers < 1:
+        raise UsageError(f"--workers must be >= 1, got {workers}")
     config = SearchConfig(
         mode=mode.value, colour_space=(colour_space or ColourSpace.hsv).value, k=100.0 if k is None else k,
         similarities=similarity or "ctsf", sigma=sigma, segment_min_size=segment_min_size, seed=seed,
         max_proposals=max_proposals, min_size=min_size, max_aspect=max_aspect, resize=resize,
-        max_pixels=max_pixels, draw=draw, segments=segments, out=out)
+        max_pixels=max_pixels, draw=draw, segments=segments, out=out, workers=workers)
     try:
         validate_settings(mode_strategies(config.mode, colour_space=config.colour_space, k=config.k,
                                           similarities=config.similarities),
