@@ -73,7 +73,7 @@ def filter_transform(image, key: str, *, steps, seed: int = 0, alpha: str = "kee
 def filter_command(
     args: Annotated[
         list[str] | None,
-        typer.Argument(metavar="INPUTS... OP...", show_default=False,
+        typer.Argument(metavar="INPUTS... OP", show_default=False,
                        help="Images (files, folders, quoted globs, @list.txt, -) followed by operations "
                             "NAME[:key=value...] applied in order; see --list."),
     ] = None,
