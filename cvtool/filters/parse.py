@@ -205,8 +205,7 @@ class Step:
 
 def looks_like_operation(arg: str) -> bool:
     """True when ``arg`` starts with an operation-like name (``word`` or ``word:...``)."""
-    head = arg.split(":", 1)[0]
-    return bool(_NAME.match(head)) and ("." not in head) and ("/" not in arg.split(":", 1)[0])
+    return bool(_NAME.match(arg.split(":", 1)[0]))  # a name has no '.' or '/', unlike a file
 
 
 def _parse_bool(text: str) -> bool:
