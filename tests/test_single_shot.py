@@ -199,7 +199,7 @@ def tiny_dataset(tmp_path_factory):
 def test_cli_trains_resumes_and_the_model_loads_safely(cli, tiny_dataset, tmp_path):
     run = tmp_path / "run"
     res = cli(["train", "single-shot", "--data", tiny_dataset, "--out", run, "--epochs", "1", "--width", "4",
-               "--batch-size", "8", "--max-val", "8", "--quiet", "--json"])
+               "--batch-size", "4", "--max-val", "8", "--quiet", "--json"])
     assert res.exit_code == 0, res.output
     summary = json.loads(res.stdout.strip().splitlines()[-1])
     assert summary["epochs"] == 1

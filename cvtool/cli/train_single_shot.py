@@ -198,8 +198,11 @@ def run(runner: RunnerOptions, opts: SingleShotOptions, *, data: Path | None, ou
                         in_channels=mc.get("in_channels"), box_weight=tc.get("box_weight", opts.box_weight),
                         max_shift=tc.get("max_shift", opts.max_shift))
     dd = load_detection_data(data_path, val_split=opts.val_split, max_val=opts.max_val, seed=config.seed)
-    if opts.max_train is not None and opts.max_train < len(dd.train):
-        dd.train = dd.train.subset(np.arange(opts.max_train))
-    task = SingleShotTask(dd, data_path=str(data_path), **settings)
+    max_train = opts.max_train
+    if state is not None and max_train is None:
+        max_train = (state.get("task_config") or {}).get("max_train")
+    if max_train is not None and max_train < len(dd.train):
+        dd.train = dd.train.subset(np.arange(max_train))
+    task = SingleShotTask(dd, data_path=str(data_path), max_train=max_train, **settings)
     result = fit(task, config, out_dir, resume_state=state, command="train single-shot", args=args)
     report_result(result, out_dir, quiet=config.quiet, json_out=json_out)

@@ -436,15 +436,10 @@ def build_detector(state: dict[str, Any], *, device: Any = "cpu") -> SingleShotD
 
 def load(path: str | Path, *, device: str = "auto") -> SingleShotDetector:
     """Load a single-shot detector from ``weights/best.pt`` (or a run folder); never unpickles."""
-    from cvtool.detectors import resolve_model_path
-    from cvtool.runner.checkpoint import load_checkpoint
-    from cvtool.runner.device import resolve_device
+    from cvtool.detectors.training import read_detector_checkpoint
 
-    p = resolve_model_path(path)
-    state = load_checkpoint(p)
-    if state.get("kind") != KIND:
-        raise BadInputError(f"{p}: model kind is {state.get('kind')!r}, not {KIND!r}")
-    return build_detector(state, device=resolve_device(device))
+    state, dev = read_detector_checkpoint(path, KIND, device)
+    return build_detector(state, device=dev)
 
 
 def config_dict(config: SingleShotConfig) -> dict[str, Any]:
@@ -513,7 +508,8 @@ class SingleShotTask:
     kind = KIND
 
     def __init__(self, data: Any, *, width: int = 16, center_fraction: float = 0.5, box_weight: float = 1.0,
-                 max_shift: int = 16, data_path: str = "", in_channels: int | None = None) -> None:
+                 max_shift: int = 16, data_path: str = "", in_channels: int | None = None,
+                 max_train: int | None = None) -> None:
         from cvtool.detectors.tensors import channels_of
 
         self.data = data
@@ -529,6 +525,7 @@ class SingleShotTask:
         self.box_weight = box_weight
         self.max_shift = max_shift
         self.data_path = data_path
+        self.max_train = max_train
         self._generator = torch.Generator().manual_seed(0)
         self._points: dict[tuple[int, int, str], torch.Tensor] = {}
 
@@ -536,7 +533,8 @@ class SingleShotTask:
         return config_dict(self.config)
 
     def task_config(self) -> dict[str, Any]:
-        return {"data": self.data_path, "box_weight": self.box_weight, "max_shift": self.max_shift}
+        return {"data": self.data_path, "max_train": self.max_train, "box_weight": self.box_weight,
+                "max_shift": self.max_shift}
 
     def build_model(self) -> nn.Module:
         return SingleShotNet(self.config)

@@ -143,3 +143,16 @@ def coco_scores(detections: Sequence[Any], split: Split, *, num_classes: int,
     per_class = [r["AP"] for r in report.per_class if r["AP"] >= 0]
     return {"AP": float(report.stats["AP"]), "AP50": float(report.stats["AP50"]),
             "AP75": float(report.stats["AP75"]), "worst_class_AP": float(min(per_class)) if per_class else -1.0}
+
+
+def read_detector_checkpoint(path: str | Path, kind: str, device: str) -> tuple[dict[str, Any], Any]:
+    """``(checkpoint dict, torch.device)`` for a detector ``load()``: safe load, kind checked, device resolved."""
+    from cvtool.detectors import resolve_model_path
+    from cvtool.runner.checkpoint import load_checkpoint
+    from cvtool.runner.device import resolve_device
+
+    p = resolve_model_path(path)
+    state = load_checkpoint(p)
+    if state.get("kind") != kind:
+        raise BadInputError(f"{p}: model kind is {state.get('kind')!r}, not {kind!r}")
+    return state, resolve_device(device)
