@@ -132,3 +132,43 @@ def test_cli_copies_determinism_and_originals(tmp_path, cli):
     assert res.exit_code == 2 and "exists" in res.output
     res = cli(["prepare", "augment", tmp_path / "missing", "--out", tmp_path / "c"])
     assert res.exit_code == 1 and "missing" in res.output
+
+
+def test_flags_survive_and_bad_images_are_named(tmp_path, cli):
+    import cv2
+
+    from cvtool.datasets import load_dataset
+    from cvtool.datasets.coco import write_coco
+    from cvtool.datasets.core import Category, Dataset, ImageRecord
+
+    img = np.zeros((40, 50, 3), np.uint8)
+    img[5:20, 5:30] = (0, 255, 0)
+    cv2.imwrite(str(tmp_path / "a.png"), img)
+    ds = Dataset(images=[ImageRecord(1, "a.png", 50, 40)], categories=[Category(7, "leaf")],
+                 ann_image_ids=np.array([1, 1]), ann_boxes=np.array([[5.0, 5, 30, 20], [30.0, 25, 45, 35]]),
+                 ann_labels=np.array([7, 7]), ann_iscrowd=np.array([True, False]),
+                 ann_difficult=np.array([False, True]))
+    write_coco(ds, tmp_path / "ann.json")
+    res = cli(["prepare", "augment", tmp_path / "ann.json", "--out", tmp_path / "o", "--copies", "2",
+               "--flip-h", "1", "--jobs", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    got = load_dataset(tmp_path / "o")
+    assert got.ann_iscrowd.tolist() == [True, False] * 2
+    assert got.ann_difficult.tolist() == [False, True] * 2
+    np.testing.assert_allclose(got.ann_boxes[:2], [[20, 5, 45, 20], [5, 25, 20, 35]])
+    # a second image that cannot be read: reported, skipped, exit 1, the rest written
+    cv2.imwrite(str(tmp_path / "b.png"), img)
+    two = Dataset(images=[ImageRecord(1, "a.png", 50, 40), ImageRecord(2, "b.png", 50, 40)],
+                  categories=[Category(7, "leaf")], ann_image_ids=np.array([1, 2]),
+                  ann_boxes=np.array([[5.0, 5, 30, 20], [5.0, 5, 30, 20]]), ann_labels=np.array([7, 7]),
+                  ann_iscrowd=np.zeros(2, bool), ann_difficult=np.zeros(2, bool))
+    write_coco(two, tmp_path / "two.json")
+    (tmp_path / "a.png").write_bytes(b"\x89PNG\r\n\x1a\n broken")
+    res = cli(["prepare", "augment", tmp_path / "two.json", "--out", tmp_path / "p", "--jobs", "1", "--quiet"])
+    assert res.exit_code == 1 and "a.png" in res.output
+    got = load_dataset(tmp_path / "p")
+    assert [im.file_name for im in got.images] == ["images/000001.png"] and got.num_annotations == 1
+    (tmp_path / "b.png").write_bytes(b"")
+    res = cli(["prepare", "augment", tmp_path / "two.json", "--out", tmp_path / "q", "--jobs", "1", "--quiet"])
+    assert res.exit_code == 1 and "no image could be augmented" in res.output
+    assert not (tmp_path / "q" / "train").exists()

@@ -77,12 +77,17 @@ def augment_command(
     with progress_bar(len(ds.images) * per, "augment", quiet=quiet) as advance:
         summary = augment_dataset(ds, settings, out_dir=out / split, copies=copies, keep_original=keep_original,
                                   seed=seed, jobs=jobs, fmt=fmt.value, overwrite=overwrite, max_pixels=max_pixels,
-                                  advance=advance)
+                                  advance=advance, on_failure=lambda path, reason: log.error(reason))
     cats = sorted(ds.categories, key=lambda c: c.id)
     write_classes(out, tuple(c.name for c in cats))
+    failed = summary.pop("failed")
+    summary["failed"] = len(failed)
     write_manifest(out, command="prepare augment", args=args, seed=seed, started=started, finished=now_iso(),
-                   counts=summary)
+                   counts=summary, extra={"failures": failed})
     log.info(f"augment: {summary['images']} images, {summary['boxes']} boxes "
-             f"({summary['dropped']} dropped as < {min_visible:g} visible) -> {out / split}")
+             f"({summary['dropped']} dropped as < {min_visible:g} visible), {len(failed)} image(s) failed "
+             f"-> {out / split}")
     if json_out:
         emit_json({"out": str(out), "split": split, **summary})
+    if failed:
+        raise typer.Exit(1)

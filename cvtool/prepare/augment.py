@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from cvtool.errors import UsageError
+from cvtool.errors import BadInputError, UsageError
 
 
 @dataclass(frozen=True)
@@ -295,11 +295,16 @@ class _ImageJob:
     path: str
     boxes: np.ndarray
     labels: np.ndarray
+    flags: np.ndarray  # (K, 2) bool: iscrowd, difficult
 
 
 def _augment_chunk(jobs: list[_ImageJob], *, settings: AugmentSettings, copies: int, keep_original: bool,
-                   seed: int, images_dir: str, max_pixels: int) -> list[tuple[int, int, np.ndarray, np.ndarray]]:
-    """Augment a few images; write their PNGs; return (width, height, boxes, labels) per output image."""
+                   seed: int, images_dir: str, max_pixels: int) -> list[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]:
+    """Augment a few images; write their PNGs.
+
+    Returns, per output image, ``(j, width, height, boxes, labels, flags)``, and per
+    unreadable input ``(None, path, reason)`` (the job goes on without it).
+    """
     import os
 
     import cv2
@@ -309,39 +314,54 @@ def _augment_chunk(jobs: list[_ImageJob], *, settings: AugmentSettings, copies: 
     per = copies + int(keep_original)
     out = []
     for job in jobs:
-        image = read_image(job.path, max_pixels=max_pixels)
-        if image.dtype != np.uint8:
-            raise ValueError(f"{job.path}: {image.dtype} image; augment works on 8-bit images")
+        try:
+            image = read_image(job.path, max_pixels=max_pixels)
+            if image.dtype != np.uint8:
+                raise ValueError(f"{job.path}: {image.dtype} image; augment works on 8-bit images")
+        except Exception as exc:  # noqa: BLE001 - CvtoolError and friends: report, skip
+            out.append((None, job.path, str(exc) or type(exc).__name__))
+            continue
         if image.ndim == 3 and image.shape[2] == 4:
             image = image[:, :, :3]
         h, w = image.shape[:2]
         for k in range(per):
             if keep_original and k == 0:
-                img, b, lab = image, job.boxes, job.labels
+                img, b, lab, flags = image, job.boxes, job.labels, job.flags
             else:
                 rng = np.random.default_rng(np.random.SeedSequence([seed, 0xA06, job.index, k]))
                 img, b, keep = augment(image, job.boxes, settings, rng)
-                lab = job.labels[keep]
+                lab, flags = job.labels[keep], job.flags[keep]
             j = job.index * per + k
             with open(os.path.join(images_dir, f"{j:06d}.png"), "wb") as fh:
                 fh.write(encode_image(img, ".png", params=[cv2.IMWRITE_PNG_COMPRESSION, 1]))
-            out.append((w, h, np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(lab, dtype=np.int64)))
+            out.append((j, w, h, np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(lab, dtype=np.int64),
+                        np.asarray(flags, dtype=bool).reshape(-1, 2)))
     return out
 
 
 def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, keep_original: bool = False,
                     seed: int = 0, jobs: int = 0, fmt: str = "coco", overwrite: bool = False,
-                    max_pixels: int = 200_000_000, chunk: int = 64, advance=lambda n: None) -> dict:
+                    max_pixels: int = 200_000_000, chunk: int = 64, advance=lambda n: None,
+                    on_failure=lambda path, reason: None) -> dict:
     """Write ``copies`` augmented versions of every image of ``ds`` to ``out_dir`` (a split folder).
 
     Output image ``i * (copies + keep_original) + k`` is named
     ``images/NNNNNN.png``; its generator is seeded from ``(seed, i, k)`` so the
-    result does not depend on ``jobs``.  Categories are kept as they are.
+    result does not depend on ``jobs``.  Categories, crowd and difficult flags
+    are kept (COCO segment areas are not: areas become box areas).
+
+    Unreadable images are reported through ``on_failure(path, reason)``, listed
+    under ``"failed"`` and skipped; the rest is written.
 
     Returns
     -------
     dict
-        ``{"images": n, "boxes": m, "dropped": d}``.
+        ``{"images": n, "boxes": m, "dropped": d, "failed": [{"path", "reason"}, ...]}``.
+
+    Raises
+    ------
+    BadInputError
+        No image at all could be read.
     """
     from pathlib import Path
 
@@ -359,7 +379,8 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
     jobs_list = []
     for i, im in enumerate(ds.images):
         idx = ds.annotations_of(im.id)
-        jobs_list.append(_ImageJob(i, str(ds.image_path(im)), ds.ann_boxes[idx], ds.ann_labels[idx]))
+        flags = np.stack([ds.ann_iscrowd[idx], ds.ann_difficult[idx]], axis=1).astype(bool)
+        jobs_list.append(_ImageJob(i, str(ds.image_path(im)), ds.ann_boxes[idx], ds.ann_labels[idx], flags))
     chunks = [jobs_list[s:s + chunk] for s in range(0, len(jobs_list), chunk)]
     tmp = temp_path_for(out_dir)
     (tmp / "images").mkdir(parents=True)
@@ -375,18 +396,27 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
 
             stream = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
                 delayed(_augment_chunk)(c, **kwargs) for c in chunks)
+        failures = []
         for res in stream:
-            results.extend(res)
+            for r in res:
+                if r[0] is None:
+                    failures.append({"path": r[1], "reason": r[2]})
+                    on_failure(r[1], r[2])
+                else:
+                    results.append(r)
             advance(len(res))
-        images = [ImageRecord(j + 1, image_name(j), w, h) for j, (w, h, _, _) in enumerate(results)]
-        counts = np.array([len(r[3]) for r in results], dtype=np.int64)
-        boxes = np.concatenate([r[2] for r in results]) if results else np.zeros((0, 4))
-        labels = np.concatenate([r[3] for r in results]) if results else np.zeros(0, dtype=np.int64)
+        if not results:
+            raise BadInputError(f"no image could be augmented ({len(failures)} failed)")
+        images = [ImageRecord(r[0] + 1, image_name(r[0]), r[1], r[2]) for r in results]
+        counts = np.array([len(r[4]) for r in results], dtype=np.int64)
+        boxes = np.concatenate([r[3] for r in results])
+        labels = np.concatenate([r[4] for r in results])
+        flags = np.concatenate([r[5] for r in results])
         k = len(labels)
         out_ds = Dataset(images=images, categories=list(ds.categories),
-                         ann_image_ids=np.repeat(np.arange(1, len(images) + 1, dtype=np.int64), counts),
-                         ann_boxes=boxes, ann_labels=labels, ann_iscrowd=np.zeros(k, dtype=bool),
-                         ann_difficult=np.zeros(k, dtype=bool), root=tmp)
+                         ann_image_ids=np.repeat(np.array([im.id for im in images], dtype=np.int64), counts),
+                         ann_boxes=boxes, ann_labels=labels, ann_iscrowd=flags[:, 0].copy(),
+                         ann_difficult=flags[:, 1].copy(), root=tmp)
         write_dataset_files(out_ds, tmp, fmt=fmt)
         commit_dir(tmp, out_dir, overwrite=overwrite)
     finally:
@@ -394,4 +424,6 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
 
         shutil.rmtree(tmp, ignore_errors=True)
     per = copies + int(keep_original)
-    return {"images": len(results), "boxes": int(k), "dropped": int(ds.num_annotations * per - k)}
+    kept_in = int(sum(len(j.labels) for j in jobs_list)) - int(sum(
+        len(j.labels) for j in jobs_list if j.path in {f["path"] for f in failures}))
+    return {"images": len(results), "boxes": int(k), "dropped": int(kept_in * per - k), "failed": failures}
