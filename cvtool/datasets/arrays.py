@@ -16,7 +16,8 @@ key                 dtype, shape           meaning
 
 :func:`load_arrays` reads that file when it exists and otherwise decodes the
 COCO split (``OUT/{split}/annotations.json`` and its PNGs) into the same arrays,
-so a training script never needs to know which of the two was written.
+so a training script never needs to know which of the two was written
+(any format :func:`cvtool.datasets.load_dataset` reads works; images must share one size).
 """
 
 from __future__ import annotations
@@ -142,11 +143,12 @@ def _load_npz(path: Path) -> ArrayDataset:
     ).validate(source=str(path))
 
 
-def _load_coco_split(ann_path: Path) -> ArrayDataset:
-    from cvtool.datasets.coco import read_coco
+def _load_dataset_split(path: Path, split: str) -> ArrayDataset:
+    from cvtool.datasets.loader import load_dataset
     from cvtool.io.images import read_image
 
-    ds = read_coco(ann_path)
+    ds = load_dataset(path, split=split)
+    ann_path = path
     images = sorted(ds.images, key=lambda im: im.id)
     index_of = {im.id: i for i, im in enumerate(images)}
     pixels = []
@@ -184,15 +186,16 @@ def load_arrays(path: str | os.PathLike[str], *, split: str = "train") -> ArrayD
     ----------
     path : path-like
         The dataset folder written by ``cvtool prepare`` (``OUT``), a ``.npz``
-        file, a split folder (``OUT/train``) or a COCO ``annotations.json``.
+        file, or anything :func:`cvtool.datasets.load_dataset` reads (COCO
+        JSON, a split folder, YOLO, VOC).
     split : str
         Split name used when ``path`` is the dataset folder.
 
     Returns
     -------
     ArrayDataset
-        From ``OUT/{split}.npz`` when it exists, else decoded from
-        ``OUT/{split}/annotations.json`` and its PNGs (same arrays).
+        From ``OUT/{split}.npz`` when it exists, else decoded from the
+        annotations and images of the split (same arrays; boxes sorted by image).
 
     Raises
     ------
@@ -202,16 +205,9 @@ def load_arrays(path: str | os.PathLike[str], *, split: str = "train") -> ArrayD
     p = Path(path)
     if p.is_file() and p.suffix == ".npz":
         return _load_npz(p)
-    if p.is_file() and p.suffix == ".json":
-        return _load_coco_split(p)
-    if p.is_dir():
-        if (p / f"{split}.npz").is_file():
-            return _load_npz(p / f"{split}.npz")
-        if (p / split / "annotations.json").is_file():
-            return _load_coco_split(p / split / "annotations.json")
-        if (p / "annotations.json").is_file():
-            return _load_coco_split(p / "annotations.json")
-    raise BadInputError(
-        f"{p}: no {split}.npz, {split}/annotations.json or annotations.json found "
-        "(write one with cvtool prepare localization|detection --out DIR [--npz])"
-    )
+    if p.is_dir() and (p / f"{split}.npz").is_file():
+        return _load_npz(p / f"{split}.npz")
+    if not p.exists():
+        raise BadInputError(
+            f"{p}: no such file or folder (write a dataset with cvtool prepare localization|detection --out DIR [--npz])")
+    return _load_dataset_split(p, split)
