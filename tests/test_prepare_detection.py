@@ -165,3 +165,19 @@ def test_yolo_and_voc_read_back(tmp_path, cli, fmt):
         [names[int(i)] for i in ref.ann_labels[order_r]]
     for im in got.images:
         assert got.image_path(im).is_file()
+
+
+def test_detection_same_seed_same_bytes_whatever_jobs(tmp_path, cli, china_bgr):
+    (tmp_path / "bg").mkdir()
+    cv2.imwrite(str(tmp_path / "bg" / "c.png"), china_bgr[:150, :150])
+    common = ["prepare", "detection", "--count", "24", "--chunk", "5", "--seed", "11", "--npz", "--noise", "4",
+              "--backgrounds", tmp_path / "bg", "--canvas", "96", "--quiet"]
+    assert cli(common + ["--out", tmp_path / "a", "--jobs", "1"]).exit_code == 0
+    assert cli(common + ["--out", tmp_path / "b", "--jobs", "2"]).exit_code == 0
+
+    def files(root):
+        return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+                if p.is_file() and p.name != "run.json"}
+
+    a, b = files(tmp_path / "a"), files(tmp_path / "b")
+    assert len(a) > 30 and a == b
