@@ -42,7 +42,7 @@ Detection", CVPR 2005, doi:10.1109/CVPR.2005.177.
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -348,7 +348,6 @@ class HogFeatures:
     window: tuple[int, int]
     grid: tuple[int, int]
     layout: str
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 def check_engine(engine: str, params: HogParams) -> None:

@@ -29,6 +29,7 @@ def test_folder_to_one_npz(cli, folder, tmp_path, real_gray):
     assert "bad.png" in res.stderr
     lines = [json.loads(x) for x in res.stdout.splitlines()]
     assert lines[0]["file"] == "a.png" and lines[0]["shape"] == [1, 15 * 11 * 36]
+    assert [x["file"] for x in lines[:-1]] == ["a.png", "b.png"]
     assert lines[-1]["summary"]["failed"] == 1
     with np.load(out / "hog.npz", allow_pickle=False) as z:
         assert z["features"].shape == (2, 15 * 11 * 36)
@@ -75,3 +76,18 @@ def test_small_image_fails_with_minimum(cli, tmp_path):
     res = cli(["hog", tmp_path / "tiny.png", "--out", tmp_path / "o", "--window", "64x128"])
     assert res.exit_code == 1
     assert "image is 12x20" in res.stderr and "needs at least 64x128" in res.stderr
+
+
+def test_folder_of_mixed_sizes_rejects_the_odd_one(cli, tmp_path, real_gray):
+    import cv2
+
+    d = tmp_path / "mixed"
+    d.mkdir()
+    cv2.imwrite(str(d / "a.png"), real_gray[:64, :64])
+    cv2.imwrite(str(d / "b.png"), real_gray[:64, :80])
+    res = cli(["hog", d, "--out", tmp_path / "o", "--jobs", "1", "--json"])
+    assert res.exit_code == 1 and "b.png: descriptor length" in res.stderr and "--window" in res.stderr
+    records = [json.loads(x) for x in res.stdout.splitlines()[:-1]]
+    assert [r["file"] for r in records] == ["a.png"]
+    with np.load(tmp_path / "o" / "hog.npz", allow_pickle=False) as z:
+        assert z["files"].tolist() == ["a.png"]

@@ -139,6 +139,7 @@ class NpzCollector:
                    f"of {self.files[0]} (image sizes differ); pass --window WxH or --format npy")
             self.log.error(msg)
             self.rejected.append(msg)
+            r["rejected"] = msg
             return
         if self.layout_info is None:
             self.layout_info = {"window": r["window"], "grid": r["grid"]}
@@ -254,8 +255,9 @@ def hog_command(
                 PurePosixPath(".hog-npz-pending") / item.rel
 
     def record(outcome):
-        r = {k: v for k, v in outcome.result.items() if k not in ("features", "positions")}
-        return r
+        if "rejected" in outcome.result:  # named on stderr; not an ok record
+            return None
+        return {k: v for k, v in outcome.result.items() if k not in ("features", "positions")}
 
     code = run_folder_job(
         command="hog", inputs=inputs, out=out, func=functools.partial(hog_one, config=config),
