@@ -131,6 +131,8 @@ def train_command(
                             max_train=max_train, threads=threads)
     result = run(runner, opts, data=data, out=out, resume=resume, overwrite=overwrite, args=args,
                  explicit={"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay})
+    if result.get("rank", 0) != 0:  # under torchrun only rank 0 reports
+        return
     m = result.get("metrics") or {}
     from cvtool.cli.common import Log
 

@@ -91,8 +91,13 @@ def wrap_model(model: torch.nn.Module, ctx: DistContext) -> torch.nn.Module:
     """DistributedDataParallel around ``model`` in a process group; ``model`` itself otherwise."""
     if not ctx.initialized:
         return model
+    import warnings
+
     from torch.nn.parallel import DistributedDataParallel
 
+    # 1x1 convolutions get gradients whose size-1 dimensions have arbitrary strides; DDP warns
+    # about the layout on every backward although the result is exact
+    warnings.filterwarnings("ignore", message="Grad strides do not match bucket view strides")
     ids = [ctx.device.index] if ctx.device.type == "cuda" else None
     return DistributedDataParallel(model, device_ids=ids)
 

@@ -455,7 +455,8 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
     -------
     dict
         ``epochs`` (completed), ``best_score``, ``best_epoch``, ``last``, ``best``
-        (paths) and ``metrics`` (the final row; empty when no epoch ran).
+        (paths), ``metrics`` (the final row; empty when no epoch ran and on
+        ranks other than 0), ``rank`` and ``world_size``.
 
     Raises
     ------
@@ -634,7 +635,8 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                            extra={"kind": task.kind, "config": config.to_dict(), "best_score": best_score},
                            **manifest)
         return {"epochs": done, "best_score": best_score, "best_epoch": best_epoch,
-                "last": str(out / LAST), "best": str(out / BEST), "metrics": last_row}
+                "last": str(out / LAST), "best": str(out / BEST), "metrics": last_row,
+                "rank": dctx.rank, "world_size": dctx.world_size}
     finally:
         distmod.teardown(dctx)
         torch.set_num_threads(threads_before)
