@@ -100,3 +100,15 @@ def test_existing_output_needs_overwrite(tmp_path, cli):
     res = cli(args)
     assert res.exit_code == 2 and "exists" in res.output
     assert cli(args + ["--overwrite"]).exit_code == 0
+
+
+def test_tight_box_is_the_ink_extent(tmp_path, cli):
+    res = cli(["prepare", "localization", "--out", tmp_path, "--count", "40", "--tight", "--scale", "0.7-1.5",
+               "--canvas", "90x70", "--npz", "--no-png", "--jobs", "1", "--quiet"])
+    assert res.exit_code == 0, res.output
+    arr = load_arrays(tmp_path)
+    assert arr.images.shape == (40, 70, 90)
+    boxes, _ = arr.single_boxes()
+    for img, b in zip(arr.images, boxes):
+        ys, xs = np.nonzero(img)
+        np.testing.assert_array_equal(b, [xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
