@@ -230,6 +230,33 @@ def test_cli_train_detect_eval(cli, tmp_path, tiny_dataset):
     assert r.exit_code == 0, r.output
     recs = [json.loads(x) for x in (tmp_path / "dets" / "detections.jsonl").read_text().splitlines()]
     assert len(recs) == 4 and all(len(rec["boxes"]) == 1 and rec["category_ids"][0] in range(1, 11) for rec in recs)
+    # eval --metric loc against a COCO file of the same 4 images agrees with the records computed by hand
+    gt = {"images": [{"id": i + 1, "file_name": f"{i}.png", "width": 40, "height": 40} for i in range(4)],
+          "categories": [{"id": c, "name": f"d{c - 1}"} for c in range(1, 11)],
+          "annotations": [{"id": i + 1, "image_id": i + 1, "category_id": int(val.labels[i]), "iscrowd": 0,
+                           "bbox": [float(val.boxes[i, 0]), float(val.boxes[i, 1]), 16.0, 16.0], "area": 256.0}
+                          for i in range(4)]}
+    (tmp_path / "gt.json").write_text(json.dumps(gt))
+    r = cli(["eval", "--gt", tmp_path / "gt.json", "--pred", tmp_path / "dets" / "detections.jsonl",
+             "--metric", "loc", "--json"])
+    assert r.exit_code == 0, r.output
+    report = json.loads(r.stdout.strip().splitlines()[-1])
+    from cvtool import boxes as box_ops
+
+    by_file = {rec["file"]: rec for rec in recs}
+    ious = [box_ops.iou(np.array(by_file[f"{i}.png"]["boxes"]), val.boxes[i:i + 1])[0, 0] for i in range(4)]
+    acc = np.mean([by_file[f"{i}.png"]["category_ids"][0] == val.labels[i] for i in range(4)])
+    def find(doc, key):
+        if isinstance(doc, dict):
+            if key in doc and not isinstance(doc[key], (dict, list)):
+                return doc[key]
+            for v in doc.values():
+                if isinstance(v, dict) and (got := find(v, key)) is not None:
+                    return got
+        return None
+
+    assert find(report, "mean_iou") == pytest.approx(float(np.mean(ious)), abs=1e-6)
+    assert find(report, "accuracy") == pytest.approx(float(acc), abs=1e-9)
 
 
 def test_cli_usage_errors(cli, tmp_path, tiny_dataset):

@@ -157,6 +157,29 @@ def test_sharding_matches_one_process():
     assert got == [[4.0, 5.0, 6.0, 7.0], [8.0, 9.0]]
 
 
+def test_loader_batches_follow_the_same_order_as_tensor_batches():
+    from torch.utils.data import Dataset
+
+    from cvtool.runner.data import LoaderBatches
+
+    class Items(Dataset):
+        def __len__(self):
+            return 10
+
+        def __getitem__(self, i):
+            return {"x": torch.tensor([float(i)])}
+
+    for ctx in (DistContext(), DistContext(rank=1, world_size=2)):
+        t = TensorBatches({"x": torch.arange(10.0)[:, None]}, batch_size=3, seed=4, ctx=ctx)
+        d = LoaderBatches(Items(), batch_size=3, seed=4, ctx=ctx, workers=0)
+        for epoch in (0, 1):
+            a = [b["x"].flatten().tolist() for b in t.epoch_batches(epoch)]
+            b = [b["x"].flatten().tolist() for b in d.epoch_batches(epoch)]
+            assert a == b and len(a) == len(t) == len(d)
+            assert [b["index"].tolist() for b in d.epoch_batches(epoch, start=1)] == \
+                [[int(v) for v in x] for x in a[1:]]
+
+
 # -- fit, resume, signals -------------------------------------------------------------------------
 
 def test_fit_writes_run_folder_and_learns(tmp_path):
