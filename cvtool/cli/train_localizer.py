@@ -16,7 +16,8 @@ from cvtool.cli.train_single_shot import (AmpOpt, ChannelsLastOpt, CompileOpt, D
 
 EPILOG = examples(
     "cvtool prepare localization --out data/loc --npz",
-    "cvtool train localizer --data data/loc --out runs/loc --epochs 12",
+    "cvtool train localizer --data data/loc --out runs/loc --threads 1   # default arch, 3 epochs",
+    "cvtool train localizer --data data/loc --out runs/gpu --device cuda --amp --compile",
     "cvtool train localizer --data data/loc --out runs/seed --arch seed   # the seed study's recipe",
     "cvtool train localizer --resume runs/loc --epochs 16   # continue, raising the total",
     "torchrun --nproc_per_node 2 -m cvtool train localizer --data data/loc --out runs/ddp --device cpu",
