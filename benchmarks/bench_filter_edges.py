@@ -131,9 +131,7 @@ def bench_in_process(src: Path, work: Path, n: int, repeats: int = 3) -> None:
     import cv2
 
     from cvtool.batch import Task
-    from cvtool.cli.edges import edges_transform
-    from cvtool.cli.filter import filter_transform
-    from cvtool.filters.jobs import ImageJob
+    from cvtool.filters.jobs import ImageJob, edges_transform, filter_transform
     from cvtool.filters.parse import parse_pipeline
     from cvtool.io.paths import InputFile
 

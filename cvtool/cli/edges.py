@@ -46,13 +46,6 @@ class EdgeFormat(str, Enum):
     tif = "tif"
 
 
-def edges_transform(image, key: str, *, method: str, settings: tuple[tuple[str, Any], ...]):
-    """Detect edges in one image (``key`` is unused: edges are deterministic)."""
-    from cvtool.edges import detect_edges
-
-    return detect_edges(image, method=method, **dict(settings))
-
-
 @handle_errors
 def edges_command(
     args: Annotated[
@@ -91,7 +84,7 @@ def edges_command(
     import functools
 
     from cvtool.errors import UsageError
-    from cvtool.filters.jobs import ImageJob, ok_record
+    from cvtool.filters.jobs import ImageJob, edges_transform, ok_record
 
     values = list(args or [])
     if not values or values[-1] not in METHODS:

@@ -62,13 +62,6 @@ def split_arguments(args: list[str]) -> tuple[list[str], list[str]]:
     return args[:n], args[n:]
 
 
-def filter_transform(image, key: str, *, steps, seed: int = 0, alpha: str = "keep"):
-    """Run the parsed pipeline on one image (``key``: its relative path, for noise seeds)."""
-    from cvtool.filters.parse import apply_pipeline
-
-    return apply_pipeline(image, steps, seed=seed, key=key, alpha=alpha)
-
-
 @handle_errors
 def filter_command(
     args: Annotated[
@@ -101,7 +94,7 @@ def filter_command(
     import functools
 
     from cvtool.errors import UsageError
-    from cvtool.filters.jobs import ImageJob, ok_record
+    from cvtool.filters.jobs import ImageJob, filter_transform, ok_record
     from cvtool.filters.parse import OPERATION_ALIASES, OPERATION_NAMES, describe_operations, parse_pipeline
 
     if list_ops:

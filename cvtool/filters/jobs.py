@@ -1,4 +1,9 @@
-"""The per-image job of ``filter`` and ``edges``: read, transform, write atomically."""
+"""The per-image job of ``filter`` and ``edges``: read, transform, write atomically.
+
+These live outside ``cvtool.cli`` so that worker processes, which unpickle
+the job, import only NumPy, OpenCV and the core -- not Typer and its
+dependencies (faster worker start-up for ``--jobs N``).
+"""
 
 from __future__ import annotations
 
@@ -71,6 +76,20 @@ class ImageJob:
         result = self.transform(image, str(task.item.rel))
         write_image(task.out, result, overwrite=self.overwrite)
         return {"out": str(task.out), "shape": list(result.shape), "dtype": str(result.dtype)}
+
+
+def filter_transform(image, key: str, *, steps, seed: int = 0, alpha: str = "keep"):
+    """``filter``: run the parsed pipeline on one image (``key``, its relative path, seeds noise)."""
+    from cvtool.filters.parse import apply_pipeline
+
+    return apply_pipeline(image, steps, seed=seed, key=key, alpha=alpha)
+
+
+def edges_transform(image, key: str, *, method: str, settings: tuple[tuple[str, Any], ...]):
+    """``edges``: detect edges in one image (``key`` is unused: edges are deterministic)."""
+    from cvtool.edges import detect_edges
+
+    return detect_edges(image, method=method, **dict(settings))
 
 
 def ok_record(outcome) -> dict[str, Any]:
