@@ -632,7 +632,8 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
         if main:
             write_manifest(out, counts={"epochs_done": done, "world_size": dctx.world_size,
                                         "best_epoch": best_epoch},
-                           extra={"kind": task.kind, "config": config.to_dict(), "best_score": best_score},
+                           extra={"kind": task.kind, "config": config.to_dict(),
+                                  "best_score": best_score if math.isfinite(best_score) else None},
                            **manifest)
         return {"epochs": done, "best_score": best_score, "best_epoch": best_epoch,
                 "last": str(out / LAST), "best": str(out / BEST), "metrics": last_row,
