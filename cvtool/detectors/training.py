@@ -59,7 +59,7 @@ class DetectionData:
     category_ids: list[int]
 
 
-def _split_from_arrays(arr: Any) -> Split:
+def split_from_arrays(arr: Any) -> Split:
     cls = arr.class_index
     boxes, labels = [], []
     lo = np.searchsorted(arr.box_image, np.arange(len(arr)), side="left")
@@ -86,14 +86,14 @@ def load_detection_data(path: str | Path, *, val_split: str = "val", val_fractio
     from cvtool.datasets.arrays import load_arrays
 
     tr = load_arrays(path, split="train")
-    train = _split_from_arrays(tr)
+    train = split_from_arrays(tr)
     if sum(len(b) for b in train.boxes) == 0:
         raise BadInputError(f"{path}: the training split has no objects")
     try:
         va = load_arrays(path, split=val_split)
         if list(va.category_ids) != list(tr.category_ids):
             raise BadInputError(f"{path}: split {val_split!r} has other categories than 'train'")
-        val = _split_from_arrays(va)
+        val = split_from_arrays(va)
     except BadInputError:
         rng = np.random.default_rng(seed)
         order = rng.permutation(len(train))
