@@ -198,7 +198,7 @@ def hog_command(
     gray: Annotated[bool, typer.Option("--gray", help="Convert colour images to grey first (default: strongest channel's gradient).")] = False,
     recursive: RecursiveOpt = False,
     jobs: JobsOpt = 0,
-    backend: BackendOpt = Backend.loky,
+    backend: BackendOpt = Backend.threading,  # OpenCV releases the GIL: threads, no worker start, no copies
     scheduler: SchedulerOpt = None,
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
