@@ -233,6 +233,11 @@ def run_folder_job(
     items = expand_inputs(inputs, recursive=recursive)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
+        from cvtool.io.atomic import remove_stale_temp_files
+
+        stale = remove_stale_temp_files(out)
+        if stale:
+            log.info(f"removed {len(stale)} temporary file(s) left by a killed run")
     tasks, skipped = plan_tasks(items, out, out_name, overwrite=overwrite, skip_existing=skip_existing)
     report = BatchReport()
     for s in skipped:

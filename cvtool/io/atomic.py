@@ -104,6 +104,36 @@ def atomic_write_text(path: str | os.PathLike[str], text: str, *, overwrite: boo
     atomic_write_bytes(path, text.encode("utf-8"), overwrite=overwrite)
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
+    """Delete temp files under ``folder`` left by writers that no longer run.
+
+    A temp file's name carries its writer's PID; files of live processes (a
+    concurrent cvtool writing into the same folder) are left alone.  Returns
+    the removed paths.
+    """
+    removed = []
+    for p in leftover_temp_files(folder):
+        try:
+            pid = int(p.name.split(TMP_MARKER, 1)[1].split("-", 1)[0])
+        except (IndexError, ValueError):
+            continue
+        if pid != os.getpid() and not _pid_alive(pid):
+            with contextlib.suppress(OSError):
+                p.unlink()
+                removed.append(p)
+    return removed
+
+
 def leftover_temp_files(folder: str | os.PathLike[str]) -> list[Path]:
     """List temporary files left under ``folder`` by killed writers (recursive)."""
     return sorted(p for p in Path(folder).rglob(f"*{TMP_MARKER}*") if p.is_file())
