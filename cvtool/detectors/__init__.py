@@ -5,9 +5,11 @@ Protocol (each ``load`` returns an object with):
 * ``kind: str`` -- ``'hog-svm'``, ``'localizer'``, ``'rcnn'`` or ``'single-shot'``
 * ``classes: list[str]`` -- class names; labels are indices into this list
 * ``category_ids: list[int]`` -- the dataset category id of each class
-* ``predict(images: list[ndarray]) -> list[Detections]`` -- BGR/grey uint8 images
-  in, one :class:`cvtool.detections.Detections` per image out, every detector
-  ending in :func:`cvtool.detections.postprocess`.
+* ``predict(images: list[ndarray], *, score_threshold=None, iou_threshold=None,
+  max_detections=100) -> list[Detections]`` -- BGR/grey uint8 images in, one
+  :class:`cvtool.detections.Detections` per image out, every detector ending in
+  :func:`cvtool.detections.postprocess`; ``None`` thresholds mean the defaults
+  stored in the model file.
 
 The kind is read from the model file itself (never from its name), without
 unpickling anything: ``.npz`` files with ``allow_pickle=False``, torch
