@@ -79,6 +79,10 @@ def test_seed_network_is_the_seed_study_layout():
     assert sum(p.numel() for p in net.parameters()) == by_hand
     out = net(torch.rand(2, 1, 75, 75))
     assert out["logits"].shape == (2, 10) and out["boxes"].shape == (2, 4)
+    # Keras' initialisation: zero biases, Glorot-uniform bound sqrt(6 / (fan_in + fan_out))
+    assert all(float(m.bias.abs().max()) == 0 for m in net.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d)))
+    bound = (6 / (3136 + 128)) ** 0.5
+    assert 0.9 * bound < float(dense.weight.abs().max()) <= bound
 
 
 def test_default_network_is_fully_convolutional_and_boxes_are_normalised():

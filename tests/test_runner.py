@@ -182,6 +182,18 @@ def test_loader_batches_follow_the_same_order_as_tensor_batches():
 
 # -- fit, resume, signals -------------------------------------------------------------------------
 
+def test_deterministic_runs_repeat_and_leave_global_state_alone(tmp_path):
+    fit(MLPTask(), _cfg(epochs=1, deterministic=True), tmp_path / "a")
+    fit(MLPTask(), _cfg(epochs=1, deterministic=True), tmp_path / "b")
+    assert not torch.are_deterministic_algorithms_enabled()
+    a, b = ckpt.load_checkpoint(tmp_path / "a" / LAST), ckpt.load_checkpoint(tmp_path / "b" / LAST)
+    for k in a["model"]:
+        assert torch.equal(a["model"][k], b["model"][k])
+    c = fit(MLPTask(), _cfg(epochs=1, seed=4), tmp_path / "c")
+    assert c["epochs"] == 1
+    assert not torch.equal(ckpt.load_checkpoint(tmp_path / "c" / LAST)["model"]["0.weight"], a["model"]["0.weight"])
+
+
 def test_fit_writes_run_folder_and_learns(tmp_path):
     out = tmp_path / "run"
     res = fit(MLPTask(), _cfg(epochs=4), out, command="test", args={"a": 1})

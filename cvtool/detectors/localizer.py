@@ -9,7 +9,8 @@ Two architectures:
 ``seed``
     The seed study's network, layer for layer: Conv 16-32-64 (3x3, 'valid'
     padding as in Keras, ReLU), each followed by 2x2 average pooling, Flatten,
-    Dense 128 ReLU, then Dense ``num_classes`` (softmax) and Dense 4 (linear).
+    Dense 128 ReLU, then Dense ``num_classes`` (softmax) and Dense 4 (linear),
+    initialised as Keras does (Glorot-uniform kernels, zero biases).
     Trained with Adam (1e-3), cross-entropy + MSE with equal weights, batch 64.
 ``default``
     A small fully-convolutional net with batch norm (widths ``w, 2w, 4w, 8w``
@@ -118,6 +119,11 @@ class SeedNet(nn.Module):
         self.dense = nn.Sequential(nn.Flatten(), nn.Linear(64 * h * w, 128), nn.ReLU())
         self.cls = nn.Linear(128, config.num_classes)
         self.box = nn.Linear(128, 4)
+        # Keras' defaults, as the seed study used: Glorot-uniform kernels, zero biases
+        for m in self.modules():
+            if isinstance(m, (nn.Conv2d, nn.Linear)):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         z = self.dense(self.features(x))

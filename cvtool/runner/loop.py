@@ -473,6 +473,7 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
 
     config.validate()
     threads_before = torch.get_num_threads()
+    deterministic_before = torch.are_deterministic_algorithms_enabled()
     if config.threads:
         torch.set_num_threads(config.threads)
     started = now_iso()
@@ -641,3 +642,4 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
     finally:
         distmod.teardown(dctx)
         torch.set_num_threads(threads_before)
+        torch.use_deterministic_algorithms(deterministic_before)
