@@ -128,3 +128,188 @@ def test_filter_operation_values_then_apply(prefix, value):
     out = _accept(apply_pipeline, img, steps, seed=0, key="x")
     if out is not None:
         assert out.shape[:2] == img.shape[:2]
+
+
+# ------------------------------------------------------------ dataset files
+def _tiny_dataset(root: Path):
+    from cvtool.datasets.core import Category, Dataset, ImageRecord
+
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    for i in (1, 2):
+        cv2.imwrite(str(root / "images" / f"{i}.png"), np.zeros((40, 50), np.uint8))
+    return Dataset(
+        images=[ImageRecord(1, "images/1.png", 50, 40), ImageRecord(2, "images/2.png", 50, 40)],
+        categories=[Category(1, "cat"), Category(2, "dog")],
+        ann_image_ids=np.array([1, 1, 2]), ann_boxes=np.array([[1, 2, 10, 20], [5, 5, 45, 35], [0, 0, 50, 40.0]]),
+        ann_labels=np.array([1, 2, 2]), ann_iscrowd=np.zeros(3, bool), ann_difficult=np.zeros(3, bool),
+        ann_ids=np.array([1, 2, 3]), root=root)
+
+
+_json_leaf = st.one_of(st.none(), st.booleans(), st.integers(-10, 10**12), st.floats(allow_nan=True),
+                       st.text(max_size=8), st.sampled_from(["../../etc/passwd", "/etc/passwd", "images/1.png"]))
+_json_value = st.recursive(_json_leaf, lambda c: st.one_of(st.lists(c, max_size=4),
+                                                           st.dictionaries(st.text(max_size=6), c, max_size=4)),
+                           max_leaves=8)
+
+
+@st.composite
+def mutated_json(draw, doc):
+    """A JSON document with a few values replaced, keys dropped or lists emptied."""
+    import copy
+
+    doc = copy.deepcopy(doc)
+    for _ in range(draw(st.integers(1, 4))):
+        node = doc
+        path = []
+        while isinstance(node, (dict, list)) and node and draw(st.booleans()):
+            key = draw(st.sampled_from(sorted(node) if isinstance(node, dict) else range(len(node))))
+            path.append((node, key))
+            node = node[key]
+        if not path:
+            continue
+        parent, key = path[-1]
+        action = draw(st.sampled_from(["replace", "drop"]))
+        if action == "drop" and isinstance(parent, dict):
+            del parent[key]
+        elif action == "drop":
+            parent.pop(key)
+        else:
+            parent[key] = draw(_json_value)
+    return doc
+
+
+def _coco_doc(tmp: Path) -> dict:
+    from cvtool.datasets.coco import coco_document
+
+    return coco_document(_tiny_dataset(tmp))
+
+
+@given(st.data())
+def test_coco_reader(tmp_path_factory, data):
+    from cvtool.datasets.coco import read_coco
+
+    root = tmp_path_factory.mktemp("coco")
+    doc = data.draw(mutated_json(_coco_doc(root)))
+    p = root / "annotations.json"
+    p.write_text(json.dumps(doc))
+    ds = _accept(read_coco, p)
+    if ds is not None:
+        for im in ds.images:
+            _accept(ds.image_path, im)  # names never escape the root
+
+
+@given(st.data())
+def test_coco_results_and_jsonl_readers(tmp_path_factory, data):
+    from cvtool.datasets.results import read_coco_results, read_detections_jsonl
+
+    root = tmp_path_factory.mktemp("res")
+    gt = _tiny_dataset(root)
+    results = [{"image_id": 1, "category_id": 2, "bbox": [1, 2, 3, 4], "score": 0.5},
+               {"image_id": 2, "category_id": 1, "bbox": [0, 0, 50, 40], "score": 0.9}]
+    p = root / "results.json"
+    p.write_text(json.dumps(data.draw(mutated_json(results))))
+    _accept(read_coco_results, p, gt)
+    rec = {"file": "images/1.png", "width": 50, "height": 40, "boxes": [[1, 2, 3, 4]], "scores": [0.4],
+           "labels": [0], "names": ["cat"], "category_ids": [1]}
+    lines = [json.dumps(data.draw(mutated_json(rec))), data.draw(st.text(max_size=20))]
+    q = root / "detections.jsonl"
+    q.write_text("\n".join(lines))
+    _accept(read_detections_jsonl, q, gt)
+
+
+@given(st.lists(st.text(alphabet="0123456789 .-e\tnaif", max_size=30), max_size=5),
+       st.sampled_from(["0 0.5 0.5 0.2 0.2", "names: [a, b]", "x"]))
+def test_yolo_reader(tmp_path_factory, lines, yaml_extra):
+    from cvtool.datasets.yolo import read_yolo
+
+    root = tmp_path_factory.mktemp("yolo")
+    (root / "images").mkdir()
+    (root / "labels").mkdir()
+    cv2.imwrite(str(root / "images" / "a.png"), np.zeros((20, 30), np.uint8))
+    (root / "labels" / "a.txt").write_text("\n".join(lines))
+    (root / "data.yaml").write_text(f"path: .\ntrain: images\nnames: [a, b]\n# {yaml_extra}\n")
+    _accept(read_yolo, root / "data.yaml", split="train")
+    (root / "data.yaml").write_text(yaml_extra + "\n" + "\n".join(lines))
+    _accept(read_yolo, root / "data.yaml", split="train")
+
+
+_VOC = b"""<annotation><filename>a.png</filename><size><width>30</width><height>20</height><depth>1</depth></size>
+<object><name>cat</name><difficult>0</difficult><bndbox><xmin>2</xmin><ymin>3</ymin><xmax>10</xmax><ymax>15</ymax></bndbox></object>
+</annotation>"""
+
+
+@given(st.one_of(mutated(_VOC), st.sampled_from([
+    b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY x "xxxxxxxxxx"><!ENTITY y "&x;&x;&x;&x;">]><annotation>&y;</annotation>',
+    b'<?xml version="1.0"?><!DOCTYPE a [<!ENTITY e SYSTEM "file:///etc/passwd">]><annotation>&e;</annotation>'])))
+def test_voc_reader(tmp_path_factory, xml):
+    from cvtool.datasets.voc import read_voc
+
+    root = tmp_path_factory.mktemp("voc")
+    (root / "Annotations").mkdir()
+    (root / "JPEGImages").mkdir()
+    cv2.imwrite(str(root / "JPEGImages" / "a.png"), np.zeros((20, 30), np.uint8))
+    (root / "Annotations" / "a.xml").write_bytes(xml)
+    ds = _accept(read_voc, root)
+    if ds is not None and b"ENTITY" in xml:
+        pytest.fail("an XML document declaring entities was accepted")
+
+
+@given(st.lists(st.text(alphabet="catdog0123456789 .-e\tnaif", max_size=30), max_size=5),
+       st.sampled_from(["xyxy", "xywh", "cxcywh"]), st.booleans())
+def test_text_box_reader(tmp_path_factory, lines, box_format, relative):
+    from cvtool.datasets.text import read_text_boxes
+
+    root = tmp_path_factory.mktemp("txt")
+    (root / "a.txt").write_text("\n".join(lines))
+    _accept(read_text_boxes, root, box_format=box_format, relative=relative, image_size_default=(64, 48))
+
+
+# ------------------------------------------------------------- model files
+@pytest.fixture(scope="module")
+def hog_model_bytes(tmp_path_factory) -> bytes:
+    from cvtool.detectors.hog_svm import HogSvmDetector
+    from cvtool.hog import HogParams
+
+    from cvtool.hog import grid_shape
+
+    params = HogParams(cell=(4, 4), block=(2, 2), block_stride=(1, 1), bins=9)
+    rows, cols = grid_shape((16, 16), params)
+    n = rows * cols * params.block_dim
+    det = HogSvmDetector.from_weights(np.ones((1, n), np.float32), -1.0, window=(16, 16), hog=params,
+                                      classes=["x"])
+    path = tmp_path_factory.mktemp("model") / "model.npz"
+    det.save(path)
+    return path.read_bytes()
+
+
+@given(st.data())
+def test_hog_svm_model_file(tmp_path_factory, hog_model_bytes, data):
+    from cvtool.detectors import load_detector
+
+    blob = data.draw(mutated(hog_model_bytes))
+    p = tmp_path_factory.mktemp("m") / "model.npz"
+    p.write_bytes(blob)
+    det = _accept(load_detector, p)
+    if det is not None:
+        _accept(det.predict, [np.zeros((32, 32), np.uint8)])
+
+
+@pytest.fixture(scope="module")
+def checkpoint_bytes(tmp_path_factory) -> bytes:
+    torch = pytest.importorskip("torch")
+    from cvtool.runner.checkpoint import save_checkpoint
+
+    path = tmp_path_factory.mktemp("ckpt") / "best.pt"
+    save_checkpoint(path, {"kind": "localizer", "epoch": 1, "model": {"w": torch.zeros(3, 3)},
+                           "classes": ["a"], "config": {"lr": 0.1}})
+    return path.read_bytes()
+
+
+@given(st.data())
+def test_torch_checkpoint_file(tmp_path_factory, checkpoint_bytes, data):
+    from cvtool.runner.checkpoint import load_checkpoint
+
+    blob = data.draw(mutated(checkpoint_bytes))
+    p = tmp_path_factory.mktemp("c") / "best.pt"
+    p.write_bytes(blob)
+    _accept(load_checkpoint, p)
