@@ -313,3 +313,35 @@ def test_torch_checkpoint_file(tmp_path_factory, checkpoint_bytes, data):
     p = tmp_path_factory.mktemp("c") / "best.pt"
     p.write_bytes(blob)
     _accept(load_checkpoint, p)
+
+
+# -------------------------------------------------------- CLI option values
+_OPT_VALUES = st.one_of(st.integers(-3, 10**6).map(str), st.sampled_from(["nan", "inf", "-0", "", "1e400", "x",
+                                                                        "3x3", "0x0", "..", "é"]))
+
+
+@settings(max_examples=25)
+@given(st.sampled_from([["edges", "{img}", "--out", "{out}", "canny", "--low"],
+                        ["edges", "{img}", "--out", "{out}", "sobel", "--mode"],
+                        ["filter", "{img}", "--out", "{out}", "--jobs"],
+                        ["filter", "{img}", "--out", "{out}", "gaussian", "--max-pixels"],
+                        ["hog", "{img}", "--out", "{out}", "--cell"],
+                        ["hog", "{img}", "--out", "{out}", "--window"],
+                        ["selective-search", "{img}", "--out", "{out}", "--max"],
+                        ["prepare", "detection", "--out", "{out}", "--count", "2", "--objects"],
+                        ["prepare", "localization", "--out", "{out}", "--count", "2", "--canvas"]]),
+       _OPT_VALUES)
+def test_cli_option_values(tmp_path_factory, args, value):
+    from typer.testing import CliRunner
+
+    from cvtool.cli.app import app
+
+    tmp = tmp_path_factory.mktemp("cli")
+    img = tmp / "a.png"
+    cv2.imwrite(str(img), np.random.default_rng(0).integers(0, 255, (40, 40), dtype=np.uint8))
+    argv = [a.format(img=img, out=tmp / "out") for a in args] + [value]
+    res = CliRunner().invoke(app, argv, catch_exceptions=True)
+    assert res.exit_code in (0, 1, 2), (argv, res.output, res.exception)
+    if res.exception is not None and not isinstance(res.exception, SystemExit):
+        raise res.exception
+    assert "Traceback" not in res.output

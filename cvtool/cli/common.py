@@ -136,7 +136,7 @@ def handle_errors(func: F) -> F:
     """Decorate a command: turn cvtool errors into one-line messages and exit codes.
 
     * :class:`~cvtool.errors.UsageError`, ``typer.BadParameter`` -> exit 2
-    * :class:`~cvtool.errors.CvtoolError`, ``OSError``, ``ValueError`` -> exit 1
+    * :class:`~cvtool.errors.CvtoolError`, ``OSError``, ``ValueError``, ``MemoryError`` -> exit 1
     * Ctrl-C / SIGTERM -> "interrupted", exit 130 (atomic writes leave no partial files)
     """
 
@@ -162,6 +162,9 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(2) from None
         except (OSError, ValueError) as exc:
             Log().error(str(exc))
+            raise typer.Exit(1) from None
+        except MemoryError as exc:
+            Log().error(f"out of memory: {exc or 'an allocation failed'}")
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             Log().error("interrupted")

@@ -7,8 +7,12 @@ import math
 from cvtool.errors import UsageError
 
 
+MAX_SIDE = 8192
+"""Largest canvas side: a canvas is allocated per scene, so the limit keeps memory bounded."""
+
+
 def parse_size(text: str, *, option: str = "--canvas") -> tuple[int, int]:
-    """``"75"`` or ``"128x96"`` (WIDTHxHEIGHT) -> ``(height, width)``."""
+    """``"75"`` or ``"128x96"`` (WIDTHxHEIGHT) -> ``(height, width)``, each side 1..MAX_SIDE."""
     parts = text.lower().replace("*", "x").split("x")
     try:
         vals = [int(p) for p in parts]
@@ -18,6 +22,8 @@ def parse_size(text: str, *, option: str = "--canvas") -> tuple[int, int]:
         vals = vals * 2
     if len(vals) != 2 or min(vals) < 1:
         raise UsageError(f"{option} {text!r}: expected SIZE or WIDTHxHEIGHT in pixels, e.g. 75 or 128x96")
+    if max(vals) > MAX_SIDE:
+        raise UsageError(f"{option} {text!r}: sides are limited to {MAX_SIDE} pixels")
     return vals[1], vals[0]
 
 
