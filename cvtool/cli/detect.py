@@ -128,7 +128,7 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
 
     from cvtool.cli.common import progress_bar
     from cvtool.datasets.core import Predictions
-    from cvtool.datasets.results import detection_record, write_coco_results
+    from cvtool.datasets.results import coco_results, detection_record
     from cvtool.detectors import load_detector
     from cvtool.io.atomic import atomic_open, atomic_write_text
 
@@ -147,10 +147,12 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
     if config.iou is not None:
         kwargs["iou_threshold"] = config.iou
     failures: list[dict[str, str]] = []
-    coco_parts: list[tuple[int, Any]] = []
     ok = 0
     n_dets = 0
+    n_coco = 0
+    # Both files stream (memory stays flat with the folder size) and appear atomically at the end.
     with atomic_open(config.out / JSONL_NAME, "w", overwrite=config.overwrite) as jsonl, \
+            atomic_open(config.out / COCO_NAME, "w", overwrite=config.overwrite) as coco, \
             progress_bar(len(items), "detect", quiet=quiet) as advance:
         for batch in _batches(items, config.batch):
             images, good = [], []
@@ -175,8 +177,14 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
                 if json_out:
                     emit_json(rec)
                 image_id = ids(rel)
-                if image_id is not None:
-                    coco_parts.append((image_id, det))
+                if image_id is not None and len(det.scores):
+                    k = len(det.scores)
+                    part = Predictions(image_ids=np.full(k, image_id, np.int64), boxes=np.asarray(det.boxes),
+                                       scores=np.asarray(det.scores),
+                                       labels=cat_ids[np.asarray(det.labels, np.int64)])
+                    for entry in coco_results(part):
+                        coco.write(("[" if n_coco == 0 else ",") + json.dumps(entry, separators=(",", ":")))
+                        n_coco += 1
                 if config.fmt == "yolo":
                     atomic_write_text(config.out / LABELS_DIR / Path(*PurePosixPath(rel).with_suffix(".txt").parts),
                                       yolo_lines(det, w, h), overwrite=config.overwrite)
@@ -192,15 +200,7 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
                 ok += 1
                 n_dets += len(det.scores)
             advance(len(good))
-    n = [len(d.scores) for _, d in coco_parts]
-    if sum(n):
-        pred = Predictions(image_ids=np.repeat(np.array([i for i, _ in coco_parts], np.int64), n),
-                           boxes=np.concatenate([d.boxes for _, d in coco_parts]),
-                           scores=np.concatenate([d.scores for _, d in coco_parts]),
-                           labels=cat_ids[np.concatenate([d.labels for _, d in coco_parts]).astype(np.int64)])
-    else:
-        pred = Predictions()
-    write_coco_results(pred, config.out / COCO_NAME, overwrite=config.overwrite)
+        coco.write(("[" if n_coco == 0 else "") + "]\n")
     return {"kind": model.kind, "ok": ok, "failed": len(failures), "detections": n_dets, "failures": failures,
             "classes": list(model.classes)}
 
