@@ -349,3 +349,13 @@ def test_amp_and_channels_last_run_the_same_code_path_on_cpu(tmp_path):
     assert st["config"]["amp"] is True and st["scaler"] == {}           # bf16 autocast needs no scaler
     assert all(v.dtype == torch.float32 for v in st["model"].values() if v.is_floating_point())
     assert res["metrics"]["train_loss"] == res["metrics"]["train_loss"]  # finite, not NaN
+
+
+def test_resume_from_a_run_too_short_for_one_cycle(tmp_path):
+    """1 step (constant schedule in effect), then resumed to 3 epochs of one-cycle: no crash."""
+    run = tmp_path / "short"
+    fit(MLPTask(), _cfg(epochs=1, batch_size=128, scheduler="onecycle"), run)
+    st = read_run_checkpoint(run)
+    cfg = resumed_config(st, epochs=3)
+    fit(MLPTask(), cfg, run, resume_state=st)
+    assert ckpt.load_checkpoint(run / LAST)["epoch"] == 3

@@ -520,7 +520,13 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
         scaler = devmod.grad_scaler(device, env.amp_dtype)
         if resume_state is not None:
             try:
+                fresh_groups = [dict(g) for g in optimizer.param_groups]
                 optimizer.load_state_dict(resume_state["optimizer"])
+                # A schedule that changed kind on resume (a first run too short for one-cycle, then
+                # raised --epochs) needs the keys the new schedule put into the param groups.
+                for group, fresh in zip(optimizer.param_groups, fresh_groups):
+                    for key, value in fresh.items():
+                        group.setdefault(key, value)
                 _load_scheduler(scheduler, resume_state["scheduler"])
                 if resume_state.get("scaler"):
                     scaler.load_state_dict(resume_state["scaler"])
