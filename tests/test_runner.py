@@ -352,10 +352,10 @@ def test_amp_and_channels_last_run_the_same_code_path_on_cpu(tmp_path):
 
 
 def test_resume_from_a_run_too_short_for_one_cycle(tmp_path):
-    """1 step (constant schedule in effect), then resumed to 3 epochs of one-cycle: no crash."""
+    """1 step (constant schedule in effect), then resumed to 6 epochs of one-cycle: no crash."""
     run = tmp_path / "short"
     fit(MLPTask(), _cfg(epochs=1, batch_size=128, scheduler="onecycle"), run)
     st = read_run_checkpoint(run)
-    cfg = resumed_config(st, epochs=3)
+    cfg = resumed_config(st, epochs=6)
     fit(MLPTask(), cfg, run, resume_state=st)
-    assert ckpt.load_checkpoint(run / LAST)["epoch"] == 3
+    assert ckpt.load_checkpoint(run / LAST)["epoch"] == 6
