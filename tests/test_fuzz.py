@@ -11,11 +11,9 @@ half a minute) and ``long`` (``HYPOTHESIS_PROFILE=long``, 20x more examples).
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import struct
-import zipfile
 from pathlib import Path
 
 import cv2

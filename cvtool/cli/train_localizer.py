@@ -10,7 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from cvtool.cli.common import JsonOpt, QuietOpt, command_args, emit_json, examples, handle_errors
-from cvtool.cli.train_single_shot import (AmpOpt, ChannelsLastOpt, CompileOpt, DeterministicOpt, DeviceOpt,
+from cvtool.cli.train_common import (AmpOpt, ChannelsLastOpt, CompileOpt, DeterministicOpt, DeviceOpt,
                                           EpochsOpt, MaxTrainOpt, OverwriteRunOpt, ResumeOpt, RunnerOptions,
                                           RunOutOpt, TrainSeedOpt)
 
@@ -153,7 +153,7 @@ def run(runner: RunnerOptions, opts: LocalizerOptions, *, data: Path | None, out
     """Resolve a new or resumed run, build the task and fit it (the command's body)."""
     from dataclasses import replace
 
-    from cvtool.cli.train_single_shot import prepare_run
+    from cvtool.cli.train_common import prepare_run
     from cvtool.detectors.localizer import KIND, LocalizerTask, LossWeights
     from cvtool.runner.loop import fit
 

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 import typer
 
 from cvtool.cli.common import JobsOpt, JsonOpt, QuietOpt, command_args, examples, handle_errors
-from cvtool.cli.train_single_shot import (AmpOpt, BatchOpt, ChannelsLastOpt, CompileOpt, DataOpt, DeterministicOpt,
+from cvtool.cli.train_common import (AmpOpt, BatchOpt, ChannelsLastOpt, CompileOpt, DataOpt, DeterministicOpt,
                                           DeviceOpt, EpochsOpt, LrOpt, MaxTrainOpt, MaxValOpt, OverwriteRunOpt,
                                           ResumeOpt, RunnerOptions, RunOutOpt, ThreadsOpt, TrainSeedOpt,
                                           ValSplitOpt, WdOpt, prepare_run, report_result)

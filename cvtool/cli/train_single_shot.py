@@ -1,7 +1,6 @@
 """`cvtool train single-shot`: the anchor-free one-stage CNN detector on the shared runner.
 
-Also holds the runner options both CNN detector commands share (``train
-rcnn`` imports them from here).
+The runner options every CNN kind shares live in :mod:`cvtool.cli.train_common`.
 """
 
 from __future__ import annotations
@@ -12,7 +11,12 @@ from typing import Annotated, Any
 
 import typer
 
-from cvtool.cli.common import (JsonOpt, QuietOpt, command_args, emit_json, examples, handle_errors)
+from cvtool.cli.common import JsonOpt, QuietOpt, command_args, examples, handle_errors
+from cvtool.cli.train_common import (
+    AmpOpt, BatchOpt, ChannelsLastOpt, CompileOpt, DataOpt, DeterministicOpt, DeviceOpt, EpochsOpt,
+    LrOpt, MaxTrainOpt, MaxValOpt, OverwriteRunOpt, ResumeOpt, RunnerOptions, RunOutOpt,
+    ThreadsOpt, TrainSeedOpt, ValSplitOpt, WdOpt, prepare_run, report_result,
+)
 
 EPILOG = examples(
     "cvtool prepare detection --out data/scenes --npz",
@@ -20,108 +24,9 @@ EPILOG = examples(
     "cvtool train single-shot --data data/scenes --out runs/quick --epochs 4 --max-train 1000 --batch-size 16 "
     "--lr 4e-3 --threads 1   # ~1.5 min",
     "cvtool train single-shot --resume runs/ss --epochs 20   # continue a run, raising its epochs",
-    "cvtool detect data/scenes/test/images --model runs/ss --out dets && cvtool eval --pred dets --gt data/scenes",
+    "cvtool detect data/scenes/test/images --model runs/ss --out dets",
+    "cvtool eval --gt data/scenes --pred dets",
 )
-
-# --------------------------------------------------------------------------- shared runner options
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Dataset folder from `cvtool prepare detection` "
-                                              "(.npz or COCO + PNG); a val split is used when present.")]
-RunOutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (weights/, metrics.csv, run.json).")]
-EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Total epochs (default 10 for a new run; "
-                                               "with --resume: raise the run's total).", min=1)]
-BatchOpt = Annotated[int, typer.Option("--batch-size", help="Images per batch.", min=1)]
-LrOpt = Annotated[float, typer.Option("--lr", help="Peak learning rate (AdamW, one-cycle schedule).", min=0.0)]
-WdOpt = Annotated[float, typer.Option("--weight-decay", help="AdamW weight decay.", min=0.0)]
-ValSplitOpt = Annotated[str, typer.Option("--val-split", help="Split scored after every epoch (picks best.pt); "
-                                          "when missing, 10% of train is held out.")]
-MaxValOpt = Annotated[int, typer.Option("--max-val", help="Score at most this many validation images.", min=1)]
-MaxTrainOpt = Annotated[int | None, typer.Option("--max-train", help="Train on the first N training images only.",
-                                                 min=1)]
-DeviceOpt = Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda or cuda:N (a missing GPU is an error).")]
-AmpOpt = Annotated[bool | None, typer.Option("--amp/--no-amp", help="Mixed precision on CUDA (bf16 where supported).")]
-ChannelsLastOpt = Annotated[bool | None, typer.Option("--channels-last/--no-channels-last",
-                                                      help="NHWC memory format (default: on).")]
-CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training model.")]
-DeterministicOpt = Annotated[bool | None, typer.Option("--deterministic/--no-deterministic",
-                                                       help="Deterministic kernels (slower).")]
-ResumeOpt = Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder from weights/last.pt.")]
-OverwriteRunOpt = Annotated[bool, typer.Option("--overwrite", help="Start a new run in a folder that holds one.")]
-ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0: torch's default). "
-                                         "On shared cores 1 is often fastest.", min=0)]
-TrainSeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, shuffling, augmentation).")]
-
-
-@dataclass(frozen=True)
-class RunnerOptions:
-    """The runner settings both CNN detector commands take."""
-
-    epochs: int | None
-    batch_size: int
-    lr: float
-    weight_decay: float
-    device: str | None
-    amp: bool | None
-    channels_last: bool | None
-    compile: bool | None
-    seed: int
-    deterministic: bool | None
-    quiet: bool
-    threads: int = 0
-
-
-def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path | None, overwrite: bool,
-                opts: RunnerOptions) -> tuple[Path, Path, Any, dict[str, Any] | None]:
-    """Resolve a new or resumed run: ``(out, data, TrainConfig, resume_state)``.
-
-    A new run needs ``--data`` and ``--out`` (a folder without a run unless
-    ``--overwrite``); ``--resume RUN`` takes both from the run's checkpoint
-    (``--data`` may point the run at moved data).
-    """
-    import torch
-
-    from cvtool.errors import UsageError
-    from cvtool.runner.loop import TrainConfig, check_out_dir, read_run_checkpoint, resumed_config
-
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
-    runtime = dict(device=opts.device, amp=opts.amp, channels_last=opts.channels_last, compile=opts.compile,
-                   deterministic=opts.deterministic, quiet=opts.quiet or None)
-    if resume is not None:
-        if out is not None and Path(out).resolve() != Path(resume).resolve():
-            raise UsageError(f"--out {out}: a resumed run stays in its folder {resume}; drop --out")
-        state = read_run_checkpoint(resume)
-        if state.get("kind") != kind:
-            raise UsageError(f"--resume {resume}: that run trained a {state.get('kind')!r} model, not {kind!r}")
-        config = resumed_config(state, epochs=opts.epochs, **runtime)
-        saved_data = (state.get("task_config") or {}).get("data")
-        data_path = Path(data) if data is not None else Path(saved_data) if saved_data else None
-        if data_path is None:
-            raise UsageError(f"--resume {resume}: the run does not record its data; pass --data")
-        return Path(resume), data_path, config, state
-    if data is None:
-        raise UsageError("--data is required (a dataset folder from `cvtool prepare detection`)")
-    if out is None:
-        raise UsageError("--out is required (the run folder to create)")
-    check_out_dir(Path(out), overwrite=overwrite)
-    config = TrainConfig(epochs=opts.epochs or 10, batch_size=opts.batch_size, lr=opts.lr,
-                         weight_decay=opts.weight_decay, optimizer="adamw", scheduler="onecycle", warmup=0.1,
-                         device=opts.device or "auto", amp=bool(opts.amp),
-                         channels_last=True if opts.channels_last is None else opts.channels_last,
-                         compile=bool(opts.compile), seed=opts.seed, deterministic=bool(opts.deterministic),
-                         quiet=opts.quiet).validate()
-    return Path(out), Path(data), config, None
-
-
-def report_result(result: dict[str, Any], out: Path, *, quiet: bool, json_out: bool) -> None:
-    """Log where the weights are and, with ``--json``, print the fit summary."""
-    from cvtool.cli.common import Log
-
-    m = result.get("metrics", {})
-    ap = m.get("val_AP")
-    Log(quiet).info(f"trained {result['epochs']} epochs -> {out}/weights/best.pt (epoch {result['best_epoch']}"
-                    + (f", val AP {ap:.3f}, AP50 {m.get('val_AP50', 0):.3f}" if ap is not None else "") + ")")
-    if json_out:
-        emit_json({"out": str(out), **result})
 
 
 # --------------------------------------------------------------------------- the command
