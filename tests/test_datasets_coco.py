@@ -16,7 +16,7 @@ from cvtool.datasets.results import (FileMatcher, detection_record, read_coco_re
 from cvtool.detections import Detections
 from cvtool.errors import BadInputError
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "coco100"
+SHARED = Path(__file__).resolve().parent / "data" / "coco100"  # copy of ../shared/reference (see tests/data/README.md)
 
 
 def _doc(**over):

@@ -17,7 +17,7 @@ from cvtool.datasets.voc import read_voc, write_voc
 from cvtool.datasets.yolo import read_yolo, read_yolo_predictions, write_yolo
 from cvtool.errors import BadInputError
 
-SHARED = Path(__file__).resolve().parent.parent.parent / "shared" / "reference"
+SHARED = Path(__file__).resolve().parent / "data"  # copies of ../shared/reference (see tests/data/README.md)
 
 
 def _coco_set(tmp_path: Path, n_images: int = 4, seed: int = 0) -> Path:
