@@ -112,13 +112,23 @@ def load_checkpoint(path: str | os.PathLike[str], *, map_location: Any = "cpu") 
     p = Path(path)
     if not p.is_file():
         raise BadInputError(f"{p}: no such checkpoint file")
+    with open(p, "rb") as fh:
+        magic = fh.read(4)
+    if magic != b"PK\x03\x04":
+        raise BadInputError(f"{p}: not a cvtool checkpoint (checkpoints are torch zip archives; "
+                            "this file is something else)")
     try:
         state = torch.load(p, map_location=map_location, weights_only=True)
     except (pickle.UnpicklingError, RuntimeError, EOFError, zipfile.BadZipFile, ValueError,
             AttributeError, ImportError, TypeError, KeyError, IndexError, UnicodeDecodeError,
             OSError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise BadInputError(f"{p}: not a loadable cvtool checkpoint ({type(exc).__name__}: {first[:200]})") from None
+        if isinstance(exc, pickle.UnpicklingError) and "weights_only" in str(exc):
+            # torch's own text suggests loading unsafely; never pass that on.
+            reason = "it holds objects other than tensors and plain values; refused without running any code"
+        else:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            reason = f"{type(exc).__name__}: {first[:200]}"
+        raise BadInputError(f"{p}: not a loadable cvtool checkpoint ({reason})") from None
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise BadInputError(f"{p}: a torch file but not a cvtool checkpoint (no format={FORMAT!r} entry)")
     version = state.get("format_version")
