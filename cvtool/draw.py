@@ -69,7 +69,8 @@ def draw_boxes(
     Returns
     -------
     (H, W, 3) uint8 ndarray
-        A new BGR image.
+        A new BGR image.  Boxes are drawn from the lowest score to the highest,
+        so overlapping captions show the strongest detection.
 
     Raises
     ------
@@ -113,7 +114,9 @@ def draw_boxes(
     out = np.ascontiguousarray(to_bgr(image)).copy()
     h, w = out.shape[:2]
     font, font_scale = cv2.FONT_HERSHEY_SIMPLEX, max(0.3, min(h, w) / 600.0)
-    for i in range(n):
+    # Lowest score first, so the strongest detection's box and caption end up on top.
+    order = np.argsort(sc, kind="stable") if sc is not None else range(n)
+    for i in order:
         x1, y1, x2, y2 = (int(round(v)) for v in b[i])
         x1, x2 = max(0, min(x1, w - 1)), max(0, min(x2, w - 1))
         y1, y2 = max(0, min(y1, h - 1)), max(0, min(y2, h - 1))

@@ -38,3 +38,16 @@ def test_empty_and_bad_boxes():
         draw_boxes(img, [[1, 2, np.nan, 4]])
     with pytest.raises(ValueError, match="labels has 2"):
         draw_boxes(img, [[1, 2, 3, 4]], labels=[0, 1])
+
+
+def test_strongest_detection_is_drawn_on_top():
+    """Two boxes at one place: the higher score's colour wins, whatever the input order."""
+    from cvtool.draw import draw_boxes, label_color
+
+    img = np.zeros((40, 40), np.uint8)
+    for order in ([0, 1], [1, 0]):
+        boxes = np.array([[5, 5, 30, 30], [5, 5, 30, 30]], float)[order]
+        labels = np.array([0, 1])[order]
+        scores = np.array([0.9, 0.2])[order]
+        out = draw_boxes(img, boxes, labels=labels, scores=scores)
+        assert tuple(int(v) for v in out[20, 5]) == label_color(0)
