@@ -544,7 +544,11 @@ def render_cells(cells: np.ndarray, *, cell: tuple[int, int], signed: bool = Fal
                 p2 = (int(round(cx + dx[b])), int(round(cy + dy[b])))
                 cv2.line(layer, p1, p2, v / top, 1, cv2.LINE_AA)
         canvas += layer
-    canvas /= max(float(canvas.max()), 1e-12)
+    # Scale by a high percentile rather than the maximum: a few strong cells would
+    # otherwise leave every other glyph too dim to see.
+    lit = canvas[canvas > 0]
+    scale = float(np.percentile(lit, 99.5)) if lit.size else 1.0
+    canvas = np.clip(canvas / max(scale, 1e-12), 0.0, 1.0)
     return (canvas * 255 + 0.5).astype(np.uint8)
 
 
