@@ -79,6 +79,9 @@ def convert_command(
         "--relative", help="Text box values are divided by the image width/height.")] = False,
     image_size: Annotated[str | None, typer.Option(
         "--image-size", help="WIDTHxHEIGHT of text-file images that cannot be found.")] = None,
+    image_dir: Annotated[Path | None, typer.Option(
+        "--image-dir", help="Folder holding the source images when the annotations are kept apart (flat VOC "
+        "XML folder, Darknet export without images, COCO JSON elsewhere).", show_default=False)] = None,
     overwrite: OverwriteOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -99,7 +102,7 @@ def convert_command(
     started = now_iso()
     cfg = ConvertConfig(to=to.value, source_format=None if source_format is From.auto else source_format.value,
                         images=images.value, overwrite=overwrite, clip=clip, box_format=box_format.value,
-                        relative=relative, image_size=_parse_size(image_size))
+                        relative=relative, image_size=_parse_size(image_size), image_dir=image_dir)
     summary = convert_dataset(src, out, cfg)
     counts = {"images": sum(s["images"] for s in summary.values()),
               "annotations": sum(s["annotations"] for s in summary.values())}

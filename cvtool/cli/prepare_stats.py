@@ -14,6 +14,7 @@ EPILOG = examples(
     "cvtool prepare stats data/digits --split test --json",
     "cvtool prepare stats coco/annotations.json --clip",
     "cvtool prepare stats data/voc --format voc",
+    "cvtool prepare stats labelimg_xml/ --image-dir photos/",
 )
 
 
@@ -25,6 +26,9 @@ def stats_command(
                                             "[default: from the path].")] = None,
     clip: Annotated[bool, typer.Option("--clip", help="Clip boxes sticking out of their image instead of "
                                        "refusing the file.")] = False,
+    image_dir: Annotated[Path | None, typer.Option(
+        "--image-dir", help="Folder holding the images when the annotations are kept apart (flat VOC XML "
+        "folder, Darknet export without images, COCO JSON elsewhere).", show_default=False)] = None,
     json_out: JsonOpt = False,
 ) -> None:
     """Summarise a dataset: images, images without boxes, boxes per class, box size and aspect histograms.
@@ -39,7 +43,7 @@ def stats_command(
 
     if fmt is not None and fmt not in DATASET_FORMATS:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(DATASET_FORMATS)}")
-    ds = load_dataset(dataset, split=split, format=fmt, clip=clip)
+    ds = load_dataset(dataset, split=split, format=fmt, clip=clip, images=image_dir)
     stats = dataset_stats(ds)
     if json_out:
         emit_json({"dataset": str(dataset), "split": split, **stats})

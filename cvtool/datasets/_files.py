@@ -28,6 +28,49 @@ def read_text(path: Path) -> str:
         raise BadInputError(f"{path}: is a folder, expected a file") from None
 
 
+MAX_YAML_BYTES = 1 << 20
+"""Largest YAML file read (a ``data.yaml`` is a few hundred bytes)."""
+
+
+def read_yaml(path: Path) -> Any:
+    """Parsed YAML of ``path`` with safe types only, no anchors or aliases, at most 1 MiB.
+
+    Aliases are how a few hundred bytes expand to gigabytes ("billion
+    laughs"); plain ``data.yaml`` files never need them, so they are refused
+    while parsing, before anything expands.
+
+    Raises
+    ------
+    BadInputError
+        Unreadable, too large, not YAML, or using anchors/aliases.
+    """
+    import yaml
+
+    class _NoAliasLoader(yaml.SafeLoader):
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()
+            if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+                raise BadInputError(f"{path}: YAML anchors and aliases (& and *) are not allowed "
+                                    f"(line {event.start_mark.line + 1})")
+            return super().compose_node(parent, index)
+
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        raise BadInputError(f"{path}: no such file") from None
+    except OSError as exc:
+        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
+    if size > MAX_YAML_BYTES:
+        raise BadInputError(f"{path}: {size} bytes; YAML files over {MAX_YAML_BYTES} bytes are refused")
+    text = read_text(path)
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"{path}: not valid YAML ({str(exc).splitlines()[0]})") from None
+    except RecursionError:
+        raise BadInputError(f"{path}: YAML nested too deeply") from None
+
+
 def read_json(path: Path) -> Any:
     """Parsed JSON of ``path``; empty or malformed files raise BadInputError naming the line."""
     text = read_text(path)

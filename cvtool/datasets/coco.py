@@ -9,6 +9,7 @@ writes ``area`` from the dataset when it carries one, else the box area.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +18,7 @@ import numpy as np
 
 from cvtool import boxes as box_ops
 from cvtool.datasets._files import read_json
-from cvtool.datasets.core import Category, Dataset, ImageRecord, check_relative_name
+from cvtool.datasets.core import INT64_MAX, INT64_MIN, Category, Dataset, ImageRecord, check_relative_name
 from cvtool.errors import BadInputError
 
 
@@ -28,9 +29,13 @@ def _field(rec: Any, key: str, kind: type, where: str) -> Any:
         raise BadInputError(f"{where}: missing '{key}'")
     value = rec[key]
     if kind is int:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value != int(value):
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or (
+                isinstance(value, float) and not (math.isfinite(value) and value == int(value))):
             raise BadInputError(f"{where}: '{key}' must be an integer, got {value!r}")
-        return int(value)
+        value = int(value)
+        if not INT64_MIN <= value <= INT64_MAX:
+            raise BadInputError(f"{where}: '{key}' is {value}, beyond 64-bit integers")
+        return value
     if kind is str:
         if not isinstance(value, str):
             raise BadInputError(f"{where}: '{key}' must be a string, got {value!r}")
@@ -71,7 +76,7 @@ def _annotation_arrays_fast(anns: list) -> _Arrays | None:
         difficult = np.array([a.get("difficult", 0) for a in anns])
     except (KeyError, TypeError, ValueError, AttributeError):
         return None
-    if any(x.dtype.kind not in "iu" or x.shape != (k,) for x in (ids, image_ids, labels)):
+    if any(x.dtype.kind != "i" or x.shape != (k,) for x in (ids, image_ids, labels)):  # uint64: beyond int64
         return None
     if xywh.dtype.kind not in "iuf" or xywh.shape != (k, 4):
         return None

@@ -7,7 +7,8 @@ other source is converted into ``OUT`` itself.  Images are hard-linked
 (``images``).  Target layouts:
 
 * ``coco``: ``OUT/annotations.json`` + ``OUT/images/``
-* ``yolo``: ``OUT/images/``, ``OUT/labels/``, ``OUT/data.yaml``, ``OUT/classes.txt``
+* ``yolo``: ``OUT/images/``, ``OUT/labels/``, ``OUT/data.yaml``, ``OUT/classes.txt``; with splits
+  ``OUT/{split}/images/``, ``OUT/{split}/labels/`` and one ``OUT/data.yaml`` naming them all
 * ``voc``: ``OUT/Annotations/``, ``OUT/JPEGImages/``, ``OUT/classes.txt``
 * ``text``: ``OUT/<name>.txt`` (``class a b c d``), ``OUT/classes.txt`` (no images)
 """
@@ -39,6 +40,7 @@ class ConvertConfig:
     box_format: str = "xyxy"
     relative: bool = False
     image_size: tuple[int, int] | None = None
+    image_dir: Path | None = None
 
     def validate(self) -> ConvertConfig:
         from cvtool.datasets._files import IMAGE_MODES
@@ -54,10 +56,39 @@ class ConvertConfig:
 
 
 def source_splits(src: Path) -> list[str]:
-    """Split folders of a prepare-style source (empty: a single dataset)."""
+    """Splits of the source (empty: a single dataset).
+
+    A YOLO ``data.yaml`` (the file, or in the folder) lists its splits: those
+    of ``train``/``val``/``test`` present, each only once when several name
+    the same folder (one folder named by every entry is a single dataset).
+    A Darknet export has the splits its ``obj.data``, ``{split}.txt`` lists
+    or ``obj_{split}_data/`` folders name.  Otherwise: the ``train``, ``val``
+    and ``test`` folders of a prepare-style source.
+    """
+    yaml_path = src if src.is_file() and src.suffix.lower() in (".yaml", ".yml") else (
+        src / "data.yaml" if src.is_dir() and (src / "data.yaml").is_file() else None)
+    if yaml_path is not None:
+        from cvtool.datasets._files import read_yaml
+
+        data = read_yaml(yaml_path)
+        if not isinstance(data, dict):
+            return []
+        seen: dict[str, str] = {}
+        for s in SPLITS:
+            entry = data.get(s)
+            if entry and str(entry).rstrip("/") not in seen.values():
+                seen[s] = str(entry).rstrip("/")
+        return list(seen) if len(seen) > 1 else []
     if not src.is_dir():
         return []
-    return [s for s in SPLITS if (src / s).is_dir() and not (src / "data.yaml").is_file()]
+    from cvtool.datasets.yolo import is_darknet_folder
+
+    if is_darknet_folder(src):
+        from cvtool.datasets.yolo import darknet_splits
+
+        found = darknet_splits(src)
+        return found if len(found) > 1 else []
+    return [s for s in SPLITS if (src / s).is_dir()]
 
 
 def read_source(src: Path, cfg: ConvertConfig, split: str) -> Dataset:
@@ -70,7 +101,7 @@ def read_source(src: Path, cfg: ConvertConfig, split: str) -> Dataset:
         path = src / split if (src / split).is_dir() else src
         return read_text_boxes(path, box_format=cfg.box_format, relative=cfg.relative,
                                image_size_default=cfg.image_size, clip=cfg.clip)
-    return load_dataset(src, split=split, format=cfg.source_format, clip=cfg.clip)
+    return load_dataset(src, split=split, format=cfg.source_format, clip=cfg.clip, images=cfg.image_dir)
 
 
 def write_target(ds: Dataset, out: Path, cfg: ConvertConfig) -> Path:
@@ -125,11 +156,22 @@ def convert_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], cf
     splits = source_splits(src) if cfg.source_format != "text" or src.is_dir() else []
     jobs = [(s, out / s) for s in splits] or [("all", out)]
     datasets = {name: read_source(src, cfg, name if name != "all" else "train") for name, _ in jobs}
-    for name, target in jobs:
+    if cfg.to == "yolo" and splits:
+        jobs_check = [("all", out)]
+    else:
+        jobs_check = jobs
+    for name, target in jobs_check:
         marker = target / _MARKERS[cfg.to]
         if marker.exists() and not cfg.overwrite:
             raise FileExistsError(f"{marker} exists; pass --overwrite to replace it")
     summary: dict[str, Any] = {}
+    if cfg.to == "yolo" and splits:  # one root data.yaml naming every split (as Ultralytics reads it)
+        from cvtool.datasets.yolo import write_yolo_splits
+
+        written = write_yolo_splits(datasets, out, overwrite=cfg.overwrite, images=cfg.images)
+        for name, ds in datasets.items():
+            summary[name] = {"images": len(ds.images), "annotations": ds.num_annotations, "written": str(written)}
+        return summary
     for name, target in jobs:
         ds = datasets[name]
         written = write_target(ds, target, cfg)

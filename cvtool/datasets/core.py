@@ -7,18 +7,69 @@ writers convert back.
 
 File names in :class:`ImageRecord` are POSIX paths relative to
 ``Dataset.root``; :meth:`Dataset.image_path` resolves them and refuses any
-path that escapes the root (``..``, absolute paths, symlinks pointing out).
+path that escapes the root (``..``, absolute paths, file symlinks pointing out;
+symlinked folders are followed, see :func:`safe_join`).
 """
 
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from cvtool.errors import BadInputError
+
+MAX_IMAGE_SIDE = 2 ** 16
+"""Largest declared image width or height accepted (65,536 px, JPEG's own limit is 65,535)."""
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+"""Ids (image, category, annotation) must fit in int64."""
+
+_UNWRITABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+"""Characters no line-based writer can write back: control characters, line
+separators (``str.splitlines`` breaks on them) and lone surrogates (not UTF-8)."""
+
+
+def check_name(name: object, what: str) -> str:
+    """``name`` if it can be written to and read back from every format (YOLO
+    ``classes.txt``/``data.yaml``, VOC ``<name>``, COCO); BadInputError naming
+    ``what`` otherwise (empty, control characters or line breaks, lone
+    surrogates, leading or trailing spaces)."""
+    if not isinstance(name, str) or not name.strip():
+        raise BadInputError(f"{what}: name {name!r} is empty")
+    bad = _UNWRITABLE.search(name)
+    if bad is not None:
+        raise BadInputError(f"{what}: name {name!r} holds the character {bad.group()!r} (U+{ord(bad.group()):04X}); "
+                            "names must be one line of printable text")
+    if name != name.strip():
+        raise BadInputError(f"{what}: name {name!r} has leading or trailing spaces (YOLO and VOC files strip them)")
+    return name
+
+
+def check_id(value: int, what: str) -> int:
+    """``value`` if it fits in int64, else BadInputError naming ``what``."""
+    if not INT64_MIN <= value <= INT64_MAX:
+        raise BadInputError(f"{what}: id {value} does not fit in a 64-bit integer")
+    return value
+
+
+def check_image_shape(image: ImageRecord, shape: tuple[int, ...], *, path: str | os.PathLike[str]) -> None:
+    """Refuse an image whose decoded size differs from the size its annotations declare.
+
+    Call it wherever pixels of a dataset image are decoded (``shape`` is the
+    array's ``(H, W[, C])``): boxes are validated against the declared size,
+    so a mismatch means the annotations describe another image.
+
+    Raises
+    ------
+    BadInputError
+        Naming the file and both sizes.
+    """
+    h, w = int(shape[0]), int(shape[1])
+    if (w, h) != (image.width, image.height):
+        raise BadInputError(f"{path}: image is {w}x{h}, its annotations say {image.width}x{image.height}")
 
 
 @dataclass(frozen=True)
@@ -152,13 +203,13 @@ class Dataset:
         Raises
         ------
         BadInputError
-            The name is absolute, contains ``..``, or resolves (through
-            symlinks) outside the dataset root.
+            The name is absolute, contains ``..``, or is a file symlink
+            resolving outside the dataset root (see :func:`safe_join`).
         """
         return safe_join(self.root or Path("."), image.file_name)
 
     # -------------------------------------------------------------- validation
-    def validate(self, *, source: str = "dataset", clip: bool = False) -> Dataset:
+    def validate(self, *, source: str = "dataset", clip: bool = False, tolerance: float = 0.0) -> Dataset:
         """Check shapes, ids and boxes; return self (or a clipped copy).
 
         Parameters
@@ -169,6 +220,10 @@ class Dataset:
             Clip boxes that stick out of their image instead of refusing them
             (the ``--clip`` repair).  Boxes entirely outside, empty or
             non-finite boxes are refused either way.
+        tolerance : float
+            Boxes sticking out by less than this many pixels are clipped
+            without asking (rounding in normalised formats: a YOLO box ending
+            at 480.00024 in a 480-pixel image); 0 clips nothing silently.
 
         Raises
         ------
@@ -199,8 +254,19 @@ class Dataset:
             dup = next(i for i in cat_ids if cat_ids.count(i) > 1)
             raise BadInputError(f"{source}: duplicate category id {dup}")
         for im in self.images:
-            if im.width <= 0 or im.height <= 0:
-                raise BadInputError(f"{source}: image {im.id} ({im.file_name}) has size {im.width}x{im.height}")
+            if not (0 < im.width <= MAX_IMAGE_SIDE and 0 < im.height <= MAX_IMAGE_SIDE):
+                raise BadInputError(f"{source}: image {im.id} ({im.file_name}) has size {im.width}x{im.height} "
+                                    f"(sides must be 1..{MAX_IMAGE_SIDE})")
+        for i in ids:
+            check_id(i, f"{source}: image")
+        for i in cat_ids:
+            check_id(i, f"{source}: category")
+        seen_names: dict[str, int] = {}
+        for c in self.categories:
+            check_name(c.name, f"{source}: category {c.id}")
+            if c.name in seen_names:
+                raise BadInputError(f"{source}: categories {seen_names[c.name]} and {c.id} share the name {c.name!r}")
+            seen_names[c.name] = c.id
         if k == 0:
             return self
         known_images = np.array(ids, dtype=np.int64)
@@ -228,6 +294,21 @@ class Dataset:
         w = np.array([by_id[int(i)].width for i in self.ann_image_ids], dtype=np.float64)
         h = np.array([by_id[int(i)].height for i in self.ann_image_ids], dtype=np.float64)
         outside = (b[:, 0] < 0) | (b[:, 1] < 0) | (b[:, 2] > w) | (b[:, 3] > h)
+        if outside.any() and tolerance > 0:
+            slight = outside & (b[:, 0] > -tolerance) & (b[:, 1] > -tolerance) & (b[:, 2] < w + tolerance) \
+                & (b[:, 3] < h + tolerance)
+            if slight.any():
+                b = b.copy()
+                b[slight, 0::2] = np.clip(b[slight, 0::2], 0, w[slight, None])
+                b[slight, 1::2] = np.clip(b[slight, 1::2], 0, h[slight, None])
+                outside = outside & ~slight
+                if not outside.any():
+                    gone = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
+                    if gone.any():
+                        i = int(np.flatnonzero(gone)[0])
+                        raise BadInputError(f"{source}: annotation {self._ann_name(i)} box "
+                                            f"{self.ann_boxes[i].tolist()} lies entirely outside its image")
+                    return replace(self, ann_boxes=b)
         if outside.any():
             if not clip:
                 i = int(np.flatnonzero(outside)[0])
@@ -276,6 +357,13 @@ class Predictions:
 def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     """Join ``name`` under ``root``, refusing paths that escape it.
 
+    The rule has two halves.  The name itself (text from an annotation file)
+    must stay inside ``root`` lexically: no ``..``, no absolute path (see
+    :func:`check_relative_name`).  The folders on the way are the dataset
+    owner's layout and are followed wherever they point (an ``images/``
+    folder that is a symlink to another disk is fine).  A *file* that is
+    itself a symlink must point inside ``root`` or inside its own folder.
+
     Parameters
     ----------
     root : path-like
@@ -291,8 +379,8 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     Raises
     ------
     BadInputError
-        ``name`` is empty, absolute, contains ``..``, or resolves (through
-        symlinks) outside ``root``.
+        ``name`` is empty, absolute or contains ``..``, or the file is a
+        symlink resolving outside ``root`` and outside its own folder.
 
     Examples
     --------
@@ -302,11 +390,11 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     pure = check_relative_name(name)
     root_path = Path(root)
     path = root_path.joinpath(*pure.parts)
-    if path.exists() or path.is_symlink():
-        real_root = os.path.realpath(root_path)
+    if path.is_symlink():
         real = os.path.realpath(path)
-        if os.path.commonpath([real_root, real]) != real_root:
-            raise BadInputError(f"file name {name!r} resolves outside the dataset root (symlink)")
+        bases = {os.path.realpath(root_path), os.path.realpath(path.parent)}
+        if not any(os.path.commonpath([b, real]) == b for b in bases):
+            raise BadInputError(f"file name {name!r} is a symlink resolving outside the dataset root")
     return path
 
 

@@ -12,6 +12,8 @@ folder with ``annotations.json``              coco
 folder with ``data.yaml``                     yolo (``split`` picks the entry)
 folder with ``{split}/labels/`` or ``labels/``  yolo
 folder with ``{split}/Annotations/`` or ``Annotations/``  voc
+folder with ``obj.data`` / ``obj.names``      yolo (Darknet / CVAT "YOLO 1.1")
+folder with ``annotations/*.xml`` or ``*.xml``  voc (flat folder, LabelImg)
 ``*.txt`` file or folder of ``*.txt`` files   text (``format='text'`` only)
 ============================================  ======
 """
@@ -57,13 +59,20 @@ def detect_format(path: str | os.PathLike[str], *, split: str = "train") -> tupl
             return "yolo", base
         if (base / "Annotations").is_dir():
             return "voc", base
+    from cvtool.datasets.voc import voc_layout
+    from cvtool.datasets.yolo import is_darknet_folder
+
+    if is_darknet_folder(path):
+        return "yolo", path
+    if voc_layout(path, split=split) is not None:
+        return "voc", path
     raise BadInputError(
         f"{path}: not a dataset folder (expected {split}/annotations.json, annotations.json, data.yaml, "
-        "labels/ or Annotations/)")
+        "labels/, Annotations/, obj.data or .xml files)")
 
 
 def load_dataset(path: str | os.PathLike[str], *, split: str = "train", format: str | None = None,
-                 clip: bool = False) -> Dataset:
+                 clip: bool = False, images: str | os.PathLike[str] | None = None) -> Dataset:
     """Read a dataset in any supported format.
 
     Parameters
@@ -78,6 +87,12 @@ def load_dataset(path: str | os.PathLike[str], *, split: str = "train", format: 
         use :func:`cvtool.datasets.text.read_text_boxes` for other conventions.
     clip : bool
         Clip boxes sticking out of their image instead of refusing them.
+    images : path-like, optional
+        Folder holding the images when the annotations do not sit in a layout
+        that has them (a flat folder of VOC XML, a Darknet export without
+        images, a lone ``labels/`` folder, a COCO JSON kept apart from its
+        images).  It becomes ``Dataset.root``; file names are looked up in
+        it by relative path, else by base name (VOC, YOLO).
 
     Returns
     -------
@@ -104,18 +119,23 @@ def load_dataset(path: str | os.PathLike[str], *, split: str = "train", format: 
             target = path / split if (path / split).is_dir() else path
             if fmt == "coco":
                 target = target / "annotations.json"
+    if images is not None and not Path(images).is_dir():
+        raise BadInputError(f"{images}: images folder not found")
     if fmt == "coco":
         from cvtool.datasets.coco import read_coco
 
-        return read_coco(target, clip=clip)
+        return read_coco(target, clip=clip, root=images)
     if fmt == "yolo":
         from cvtool.datasets.yolo import read_yolo
 
-        return read_yolo(target, split=split, clip=clip)
+        return read_yolo(target, split=split, clip=clip, images=images)
     if fmt == "voc":
         from cvtool.datasets.voc import read_voc
 
-        return read_voc(target, split=split, clip=clip)
+        return read_voc(target, split=split, clip=clip, images=images)
+    if images is not None:
+        raise UsageError("images= does not apply to text box files (their images are named by "
+                         "read_text_boxes' own options)")
     from cvtool.datasets.text import read_text_boxes
 
     return read_text_boxes(target, clip=clip)

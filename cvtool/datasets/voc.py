@@ -26,9 +26,9 @@ from typing import Any
 
 import numpy as np
 
-from cvtool.datasets._files import (IMAGE_MODES, find_classes_file, image_size, place_image, read_class_names,
-                                    read_text, strip_image_folder)
-from cvtool.datasets.core import Category, Dataset, ImageRecord, safe_join
+from cvtool.datasets._files import (IMAGE_MODES, IMAGE_SUFFIXES, find_classes_file, image_size, place_image,
+                                    read_class_names, read_text, strip_image_folder)
+from cvtool.datasets.core import MAX_IMAGE_SIDE, Category, Dataset, ImageRecord, check_relative_name, safe_join
 from cvtool.errors import BadInputError
 
 
@@ -78,31 +78,69 @@ def _flag(node: Any, tag: str, where: str) -> bool:
     return raw == "1"
 
 
-def _resolve_image(root: Path, name: str, where: str) -> str:
-    """file_name relative to ``root`` for the image named in ``<filename>``."""
-    for prefix in ("", "JPEGImages/", "images/"):
-        cand = prefix + name
-        try:
-            p = safe_join(root, cand)
-        except BadInputError as exc:
-            raise BadInputError(f"{where}: {exc}") from None
-        if p.is_file():
-            return cand
-    return ("JPEGImages/" if (root / "JPEGImages").is_dir() else "") + name
+IMAGE_DIRS = ("JPEGImages", "images")
+"""Image folders looked in, beside ``Annotations/`` (or beside a flat folder of XML files)."""
 
 
-def parse_voc_annotation(path: Path, root: Path) -> tuple[ImageRecord, list[tuple[str, list[float], bool, bool]]]:
+def _resolve_image(root: Path, name: str, where: str, *, xml_path: Path | None = None,
+                   ann_dir: Path | None = None, images: Path | None = None) -> str:
+    """file_name relative to ``root`` for the image named in ``<filename>``.
+
+    Looked up as ``root/<name>``, ``root/JPEGImages/<name>``, ``root/images/<name>``,
+    then beside the XML file; with ``images`` (then ``root``) as
+    ``images/<name>`` and ``images/<base name>``.  When ``<filename>`` names
+    no file, the XML file's own stem with an image suffix is tried in the
+    same places (LabelImg files whose ``<filename>`` lost its extension or was
+    renamed).  Not found: the first candidate (the image may be absent when
+    only the annotations are used).
+    """
+    try:
+        pure = check_relative_name(name)
+    except BadInputError as exc:
+        raise BadInputError(f"{where}: {exc}") from None
+    if images is not None:
+        prefixes = [""]
+        names = [pure.as_posix(), pure.name]
+    else:
+        prefixes = ["", *(d + "/" for d in IMAGE_DIRS)]
+        if ann_dir is not None and ann_dir != root:
+            prefixes.append(ann_dir.relative_to(root).as_posix() + "/")
+        names = [pure.as_posix()]
+    stems = []
+    if xml_path is not None:
+        stems = [xml_path.stem + s for s in IMAGE_SUFFIXES + tuple(x.upper() for x in IMAGE_SUFFIXES)]
+    for group in (names, stems):
+        for prefix in prefixes:
+            for n in group:
+                cand = prefix + n
+                try:
+                    p = safe_join(root, cand)
+                except BadInputError as exc:
+                    raise BadInputError(f"{where}: {exc}") from None
+                if p.is_file():
+                    return cand
+    if images is None and (root / "JPEGImages").is_dir():
+        return "JPEGImages/" + pure.as_posix()
+    return pure.as_posix()
+
+
+def parse_voc_annotation(path: Path, root: Path, *, ann_dir: Path | None = None, images: Path | None = None
+                         ) -> tuple[ImageRecord, list[tuple[str, list[float], bool, bool]]]:
     """One XML file -> (image record with id 0, [(name, [xmin, ymin, xmax, ymax], difficult, truncated)])."""
     node = _parse_xml(path)
     where = str(path)
     if node.tag != "annotation":
         raise BadInputError(f"{where}: root element is <{node.tag}>, expected <annotation>")
     name = _text(node, "filename", where)
-    file_name = _resolve_image(root, name, where)
+    file_name = _resolve_image(root, name, where, xml_path=path, ann_dir=ann_dir, images=images)
     size = node.find("size")
     w = h = 0
     if size is not None and size.find("width") is not None:
-        w, h = int(_number(size, "width", where)), int(_number(size, "height", where))
+        fw, fh = _number(size, "width", where), _number(size, "height", where)
+        if not (0 <= fw <= MAX_IMAGE_SIDE and 0 <= fh <= MAX_IMAGE_SIDE):
+            raise BadInputError(f"{where}: <size> is {fw:g}x{fh:g}; sides must be 1..{MAX_IMAGE_SIDE} "
+                                "(0 means: read the size from the image)")
+        w, h = int(fw), int(fh)
     if w <= 0 or h <= 0:
         w, h = image_size(safe_join(root, file_name))
     objects = []
@@ -117,17 +155,52 @@ def parse_voc_annotation(path: Path, root: Path) -> tuple[ImageRecord, list[tupl
     return ImageRecord(0, file_name, w, h), objects
 
 
-def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bool = False) -> Dataset:
-    """Read a Pascal VOC folder (``Annotations/*.xml``).
+def voc_layout(path: str | os.PathLike[str], *, split: str | None = None) -> tuple[Path, Path, bool] | None:
+    """``(root, annotation folder, flat)`` of a VOC dataset at ``path``, or None when it is not one.
+
+    * ``path/Annotations/`` (or ``path/{split}/Annotations/``): the Pascal layout;
+    * ``path/annotations/`` holding ``.xml`` files: LabelImg's flat folder in
+      its own subfolder (images in ``path/images/``, ``path/JPEGImages/`` or
+      beside the XML);
+    * ``.xml`` files directly in ``path``: a flat folder; the root is
+      ``path``, or its parent when ``path`` has no images and the parent has
+      an ``images/`` or ``JPEGImages/`` folder.
+    """
+    root = Path(path)
+    if not root.is_dir():
+        return None
+    if split is not None and not (root / "Annotations").is_dir() and (root / split / "Annotations").is_dir():
+        root = root / split
+    if (root / "Annotations").is_dir():
+        return root, root / "Annotations", False
+    if (root / "annotations").is_dir() and any((root / "annotations").glob("*.xml")):
+        return root, root / "annotations", True
+    if any(root.glob("*.xml")):
+        has_images = any(p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir())
+        if not has_images and root.name not in IMAGE_DIRS and any((root.parent / d).is_dir() for d in IMAGE_DIRS):
+            return root.parent, root, True
+        return root, root, True
+    return None
+
+
+def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bool = False,
+             images: str | os.PathLike[str] | None = None) -> Dataset:
+    """Read a Pascal VOC folder (``Annotations/*.xml``) or a flat folder of VOC XML files.
 
     Parameters
     ----------
     path : path-like
-        The folder holding ``Annotations/`` (or ``{split}/Annotations``).
+        The folder holding ``Annotations/`` (or ``{split}/Annotations``), or
+        a flat folder of XML files as LabelImg writes them (beside the
+        images, or in ``annotations/`` beside ``images/``); see :func:`voc_layout`.
     split : str, optional
-        Use ``ImageSets/Main/{split}.txt`` when it exists.
+        Use ``ImageSets/Main/{split}.txt`` when it exists.  A folder without
+        that file is one split: every split name reads all its files.
     clip : bool
         Clip boxes sticking out of their image instead of refusing them.
+    images : path-like, optional
+        Folder holding the images (looked up as ``<filename>``, then by base
+        name, then by the XML file's stem); it becomes ``Dataset.root``.
 
     Returns
     -------
@@ -141,13 +214,14 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
         Unsafe or malformed XML, missing fields, unknown class names (with
         ``classes.txt``), bad boxes (naming the file and object).
     """
-    root = Path(path)
-    if split is not None and not (root / "Annotations").is_dir() and (root / split / "Annotations").is_dir():
-        root = root / split
-    ann_dir = root / "Annotations"
-    if not ann_dir.is_dir():
-        raise BadInputError(f"{root}: no Annotations/ folder")
-    files = sorted(ann_dir.rglob("*.xml"))
+    layout = voc_layout(path, split=split)
+    if layout is None:
+        raise BadInputError(f"{path}: no Annotations/ folder and no .xml annotation files")
+    root, ann_dir, flat = layout
+    images_path = Path(images) if images is not None else None
+    if images_path is not None and not images_path.is_dir():
+        raise BadInputError(f"{images_path}: images folder not found")
+    files = sorted(ann_dir.glob("*.xml") if flat else ann_dir.rglob("*.xml"))
     listing = root / "ImageSets" / "Main" / f"{split}.txt" if split else None
     if listing is not None and listing.is_file():
         stems = [ln.split()[0] for ln in read_text(listing).splitlines() if ln.strip()]
@@ -159,15 +233,17 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
             files.append(p)
     if not files:
         raise BadInputError(f"{ann_dir}: no .xml annotation files")
-    classes = find_classes_file(root)
+    classes = find_classes_file(root if not flat or ann_dir == root else ann_dir)
     names = read_class_names(classes) if classes is not None else None
-    parsed = [parse_voc_annotation(f, root) for f in files]
+    img_root = images_path if images_path is not None else root
+    parsed = [parse_voc_annotation(f, img_root, ann_dir=ann_dir if images_path is None else None,
+                                   images=images_path) for f in files]
     if names is None:
         names = sorted({o[0] for _, objs in parsed for o in objs})
     cat_of = {n: k + 1 for k, n in enumerate(names)}
-    images, ids, boxes, labels, diff, trunc = [], [], [], [], [], []
+    images_out, ids, boxes, labels, diff, trunc = [], [], [], [], [], []
     for i, ((rec, objs), f) in enumerate(zip(parsed, files), start=1):
-        images.append(ImageRecord(i, rec.file_name, rec.width, rec.height))
+        images_out.append(ImageRecord(i, rec.file_name, rec.width, rec.height))
         for j, (cls, (x1, y1, x2, y2), d, t) in enumerate(objs):
             if cls not in cat_of:
                 raise BadInputError(f"{f}: object {j} has class {cls!r}, not in {classes} ({', '.join(names)})")
@@ -177,10 +253,10 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
             diff.append(d)
             trunc.append(t)
     k = len(ids)
-    ds = Dataset(images=images, categories=[Category(cat_of[n], n) for n in names],
+    ds = Dataset(images=images_out, categories=[Category(cat_of[n], n) for n in names],
                  ann_image_ids=np.array(ids, np.int64), ann_boxes=np.array(boxes, np.float64).reshape(k, 4),
                  ann_labels=np.array(labels, np.int64), ann_iscrowd=np.zeros(k, bool),
-                 ann_difficult=np.array(diff, bool), ann_truncated=np.array(trunc, bool), root=root)
+                 ann_difficult=np.array(diff, bool), ann_truncated=np.array(trunc, bool), root=img_root)
     return ds.validate(source=str(ann_dir), clip=clip)
 
 
