@@ -2,14 +2,22 @@
 
 Rules
 -----
+* Inputs must be regular files of at most 2 GiB (:mod:`cvtool.io.files`): a
+  FIFO, a device such as ``/dev/zero`` or a folder is refused before reading.
 * Images are decoded by OpenCV from the file's bytes (so Unicode paths work
   everywhere) with ``IMREAD_UNCHANGED``: grey stays ``(H, W)``, colour is BGR
   ``(H, W, 3)``, alpha is kept as ``(H, W, 4)``, 16-bit stays ``uint16``.
-* Before decoding, the header's width x height is checked against
-  ``max_pixels`` (default :data:`DEFAULT_MAX_PIXELS`), so a decompression bomb is
-  refused before any pixel memory is allocated.
-* Empty files, files that are not images, and truncated JPEG/PNG files raise
-  :class:`~cvtool.errors.BadInputError` with the path and the reason.
+* The EXIF orientation tag is applied (a phone photo comes out upright), as
+  ``cv2.imread`` and photo viewers do; ``exif_orientation=False`` or the
+  environment variable ``CVTOOL_EXIF_ORIENTATION=0`` reads pixels as stored.
+* Before decoding, the header is parsed (:mod:`cvtool.io.headers`) and the
+  largest frame it declares is checked against ``max_pixels`` (default
+  :data:`DEFAULT_MAX_PIXELS`), so a decompression bomb is refused before any
+  pixel memory is allocated; a header whose size cannot be determined is refused.
+* Empty files, files that are not images, truncated JPEG/PNG files and JPEG
+  files whose entropy-coded data ends early or is corrupt (libjpeg's "Corrupt
+  JPEG data" warnings) raise :class:`~cvtool.errors.BadInputError` with the
+  path and the reason.
 * Writes are atomic (:mod:`cvtool.io.atomic`); the encoder is chosen by the
   output extension.
 """
@@ -17,118 +25,224 @@ Rules
 from __future__ import annotations
 
 import os
-import struct
+import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 
 from cvtool.errors import BadInputError
 from cvtool.io.atomic import atomic_write_bytes
+from cvtool.io.files import DEFAULT_MAX_FILE_BYTES, read_bounded_regular_file
+from cvtool.io.headers import HeaderError, ImageHeader, parse_header
 
 DEFAULT_MAX_PIXELS = 200_000_000
 """Largest width x height decoded unless raised with ``--max-pixels``."""
 
+EXIF_ORIENTATION_ENV = "CVTOOL_EXIF_ORIENTATION"
+"""Set to ``0`` to read images as stored, ignoring their EXIF orientation tag."""
 
-def _png_size(data: bytes) -> tuple[int, int] | None:
-    if data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) >= 24 and data[12:16] == b"IHDR":
-        w, h = struct.unpack(">II", data[16:24])
-        return int(w), int(h)
-    return None
-
-
-def _jpeg_size(data: bytes) -> tuple[int, int] | None:
-    if data[:2] != b"\xff\xd8":
-        return None
-    i, n = 2, len(data)
-    while i + 4 <= n:
-        if data[i] != 0xFF:
-            i += 1
-            continue
-        marker = data[i + 1]
-        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:
-            i += 1 if marker == 0xFF else 2
-            continue
-        seg_len = struct.unpack(">H", data[i + 2:i + 4])[0]
-        if marker in (0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF):
-            if i + 9 <= n:
-                h, w = struct.unpack(">HH", data[i + 5:i + 9])
-                return int(w), int(h)
-            return None
-        i += 2 + seg_len
-    return None
+# libjpeg warnings that mean pixels are missing or wrong (the decoder fills them with
+# grey and carries on).  "N extraneous bytes before marker" is harmless and not here.
+_JPEG_CORRUPT = (b"premature end of data segment", b"Premature end of JPEG file", b"bad Huffman code",
+                 b"instead of RST", b"Corrupt JPEG data: found marker")
 
 
-def image_size_from_header(data: bytes) -> tuple[int, int] | None:
-    """Return ``(width, height)`` read from an encoded image's header, or None.
+def _orientation_default(exif_orientation: bool | None) -> bool:
+    if exif_orientation is not None:
+        return exif_orientation
+    return os.environ.get(EXIF_ORIENTATION_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
 
-    PNG and JPEG headers are parsed directly; other formats go through Pillow's
-    lazy ``Image.open`` (which reads only the header).
+
+def image_size_from_header(data: bytes, *, exif_orientation: bool | None = None) -> tuple[int, int] | None:
+    """Return ``(width, height)`` of the image :func:`decode_image` returns, or None.
+
+    Read from the header without decoding (see :mod:`cvtool.io.headers`); with
+    EXIF orientation 5-8 (a phone held upright) width and height are swapped,
+    as the decoded image is.  ``None`` when the header is unsupported,
+    malformed or declares an empty image.
     """
-    size = _png_size(data) or _jpeg_size(data)
-    if size is not None:
-        return size
     try:
-        import io
-
-        from PIL import Image
-
-        Image.MAX_IMAGE_PIXELS = None  # we apply our own limit
-        with Image.open(io.BytesIO(data)) as im:
-            return int(im.size[0]), int(im.size[1])
-    except Exception:
+        header = parse_header(data)
+    except HeaderError:
         return None
+    return header.size(exif_orientation=_orientation_default(exif_orientation))
 
 
-def _check_complete(data: bytes, path: Path) -> None:
-    if data[:2] == b"\xff\xd8":
-        tail = data.rstrip(b"\x00")[-2:]
-        if tail != b"\xff\xd9":
-            raise BadInputError(f"{path}: truncated JPEG (no end-of-image marker)")
-    elif data[:8] == b"\x89PNG\r\n\x1a\n":
-        if b"IEND" not in data[-16:]:
-            raise BadInputError(f"{path}: truncated PNG (no IEND chunk)")
+def read_image_size(path: str | os.PathLike[str], *, exif_orientation: bool | None = None,
+                    max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> tuple[int, int]:
+    """``(width, height)`` of the image :func:`read_image` would return, from its header.
 
-
-def decode_image(data: bytes, *, path: str | os.PathLike[str] = "<bytes>",
-                 max_pixels: int | None = DEFAULT_MAX_PIXELS, flags: int | None = None) -> np.ndarray:
-    """Decode encoded image bytes (see :func:`read_image`)."""
-    import cv2
-
+    Raises
+    ------
+    BadInputError
+        Unreadable, not a regular file, too large, or no size in the header.
+    """
     path = Path(path)
+    data = read_bounded_regular_file(path, max_bytes)
+    try:
+        header = parse_header(data)
+    except HeaderError as exc:
+        raise BadInputError(f"{path}: {exc}") from None
+    return header.size(exif_orientation=_orientation_default(exif_orientation))
+
+
+def check_header(data: bytes, *, path: str | os.PathLike[str] = "<bytes>",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS) -> ImageHeader:
+    """Parse the header and apply the pixel limit to the largest frame the file declares.
+
+    Raises
+    ------
+    BadInputError
+        Empty, unsupported, malformed, truncated, or over ``max_pixels``.
+    """
     if len(data) == 0:
         raise BadInputError(f"{path}: empty file")
-    size = image_size_from_header(data)
-    if size is None:
-        raise BadInputError(f"{path}: not a recognised image format")
-    w, h = size
-    if w <= 0 or h <= 0:
-        raise BadInputError(f"{path}: header gives an empty image ({w}x{h})")
-    if max_pixels is not None and w * h > max_pixels:
+    try:
+        header = parse_header(data)
+    except HeaderError as exc:
+        raise BadInputError(f"{path}: {exc}") from None
+    if max_pixels is not None and header.max_pixels > max_pixels:
+        w, h = header.max_width, header.max_height
         raise BadInputError(
             f"{path}: {w}x{h} = {w * h} pixels exceeds the limit of {max_pixels} "
             "(raise it with --max-pixels)"
         )
-    _check_complete(data, path)
+    return header
+
+
+def _check_complete(data: bytes, path: Path, fmt: str) -> None:
+    # JPEG: the header parser already requires an end-of-image marker after the scans.
+    if fmt == "png" and b"IEND" not in data[-16:]:
+        raise BadInputError(f"{path}: truncated PNG (no IEND chunk)")
+
+
+_fd2_lock = threading.Lock()
+_fd2_sink: dict[str, int] = {}
+
+
+@contextmanager
+def _capture_fd2() -> Iterator[list[bytes]]:
+    """Capture what C code writes to file descriptor 2 (libjpeg's warnings) meanwhile.
+
+    One capture at a time per process (a lock); anything captured that is not
+    consumed by the caller is written back to the real stderr afterwards.
+    """
+    out: list[bytes] = []
+    with _fd2_lock:
+        key = f"fd{os.getpid()}"
+        sink = _fd2_sink.get(key)
+        if sink is None:
+            sink = os.memfd_create("cvtool-stderr", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") \
+                else os.open(os.devnull, os.O_RDWR)
+            _fd2_sink.clear()
+            _fd2_sink[key] = sink
+        try:
+            sys.stderr.flush()
+        except (AttributeError, ValueError, OSError):
+            pass
+        saved = os.dup(2)
+        try:
+            os.lseek(sink, 0, os.SEEK_SET)
+            os.ftruncate(sink, 0)
+            os.dup2(sink, 2)
+            try:
+                yield out
+            finally:
+                os.dup2(saved, 2)
+        finally:
+            os.close(saved)
+        size = os.lseek(sink, 0, os.SEEK_END)
+        if size:
+            os.lseek(sink, 0, os.SEEK_SET)
+            out.append(os.pread(sink, min(size, 1 << 20), 0))
+
+
+def _orient(image: np.ndarray, orientation: int, *, inverse: bool = False) -> np.ndarray:
+    """Apply EXIF orientation ``orientation`` (1-8) to a decoded image (or undo it)."""
+    import cv2
+
+    if inverse and orientation in (6, 8):
+        orientation = 14 - orientation  # the other quarter turn; 2-5 and 7 are their own inverses
+    if orientation == 2:
+        return cv2.flip(image, 1)
+    if orientation == 3:
+        return cv2.rotate(image, cv2.ROTATE_180)
+    if orientation == 4:
+        return cv2.flip(image, 0)
+    if orientation == 5:
+        return cv2.transpose(image)
+    if orientation == 6:
+        return cv2.rotate(image, cv2.ROTATE_90_CLOCKWISE)
+    if orientation == 7:
+        return cv2.flip(cv2.transpose(image), -1)
+    if orientation == 8:
+        return cv2.rotate(image, cv2.ROTATE_90_COUNTERCLOCKWISE)
+    return image
+
+
+def decode_image(data: bytes, *, path: str | os.PathLike[str] = "<bytes>",
+                 max_pixels: int | None = DEFAULT_MAX_PIXELS, flags: int | None = None,
+                 exif_orientation: bool | None = None) -> np.ndarray:
+    """Decode encoded image bytes (see :func:`read_image`)."""
+    import cv2
+
+    path = Path(path)
+    header = check_header(data, path=path, max_pixels=max_pixels)
+    _check_complete(data, path, header.format)
+    orient = _orientation_default(exif_orientation)
+    if flags is None:
+        cv_flags = cv2.IMREAD_UNCHANGED  # keeps alpha and depth; OpenCV then skips the orientation
+    else:
+        cv_flags = flags | (0 if orient else cv2.IMREAD_IGNORE_ORIENTATION)
     buf = np.frombuffer(data, dtype=np.uint8)
-    image = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED if flags is None else flags)
+    if header.format == "jpeg":
+        with _capture_fd2() as captured:
+            image = cv2.imdecode(buf, cv_flags)
+        messages = b"".join(captured)
+        if any(m in messages for m in _JPEG_CORRUPT):
+            line = next(ln for ln in messages.splitlines() if any(m in ln for m in _JPEG_CORRUPT))
+            raise BadInputError(f"{path}: corrupt or truncated JPEG data "
+                                f"({line.decode('ascii', 'replace').strip()[:120]})")
+        if messages:
+            try:
+                os.write(2, messages)
+            except OSError:
+                pass
+    else:
+        image = cv2.imdecode(buf, cv_flags)
     if image is None or image.size == 0:
         raise BadInputError(f"{path}: cannot decode image (corrupt or unsupported)")
+    if header.decoder_orients:
+        if not orient and header.orientation != 1:
+            image = _orient(image, header.orientation, inverse=True)
+    elif flags is None and orient and header.orientation != 1:
+        image = _orient(image, header.orientation)
     return image
 
 
 def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT_MAX_PIXELS,
-               flags: int | None = None) -> np.ndarray:
+               flags: int | None = None, exif_orientation: bool | None = None,
+               max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> np.ndarray:
     """Read an image file.
 
     Parameters
     ----------
     path : path-like
-        Image file (any format OpenCV decodes).
+        A regular image file (any format :mod:`cvtool.io.headers` sizes).
     max_pixels : int or None
-        Refuse images whose header claims more than this many pixels
-        (``None``: no limit).
+        Refuse images whose largest declared frame has more than this many
+        pixels, before decoding (``None``: no limit).
     flags : int, optional
         ``cv2.IMREAD_*`` flags; default ``IMREAD_UNCHANGED``.
+    exif_orientation : bool, optional
+        Apply the EXIF orientation tag, as ``cv2.imread`` and photo viewers do
+        (default: true, unless the environment variable ``CVTOOL_EXIF_ORIENTATION``
+        is ``0``).
+    max_bytes : int or None
+        Refuse files larger than this (default 2 GiB).
 
     Returns
     -------
@@ -138,14 +252,12 @@ def read_image(path: str | os.PathLike[str], *, max_pixels: int | None = DEFAULT
     Raises
     ------
     BadInputError
-        Empty, unreadable, truncated, not an image, or too large.
+        Empty, unreadable, not a regular file, truncated or corrupt, not a
+        supported image, or too large.
     """
     path = Path(path)
-    try:
-        data = path.read_bytes()
-    except OSError as exc:
-        raise BadInputError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    return decode_image(data, path=path, max_pixels=max_pixels, flags=flags)
+    data = read_bounded_regular_file(path, max_bytes)
+    return decode_image(data, path=path, max_pixels=max_pixels, flags=flags, exif_orientation=exif_orientation)
 
 
 def encode_image(image: np.ndarray, ext: str, *, params: list[int] | None = None) -> bytes:

@@ -1,0 +1,99 @@
+"""Fuzz :func:`cvtool.io.headers.parse_header` against OpenCV's decoder.
+
+Run by ``test_image_headers.py`` in a child process with a bounded address
+space.  Property, for byte-level mutations of small valid files of every
+supported format: either the parser refuses the file, or whatever
+``cv2.imdecode`` returns has at most as many pixels as the parser declared.
+"""
+
+from __future__ import annotations
+
+import io
+import struct
+import sys
+
+import cv2
+import numpy as np
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from cvtool.io.headers import HeaderError, parse_header
+
+
+def _seeds() -> dict[str, bytes]:
+    rng = np.random.default_rng(0)
+    img = cv2.GaussianBlur(rng.integers(0, 255, (10, 14, 3), dtype=np.uint8), (3, 3), 1)
+    out: dict[str, bytes] = {}
+    for ext in (".jpg", ".png", ".bmp", ".tif", ".webp", ".ppm", ".pgm", ".pam", ".ras"):
+        ok, enc = cv2.imencode(ext, img if ext != ".pgm" else img[:, :, 0])
+        out[ext] = enc.tobytes()
+    out[".pfm"] = cv2.imencode(".pfm", img.astype(np.float32))[1].tobytes()
+    out[".hdr"] = cv2.imencode(".hdr", img.astype(np.float32))[1].tobytes()
+    for fmt, kw in (("GIF", {}), ("JPEG", {"progressive": True}), ("WEBP", {"lossless": True})):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, fmt, **kw)
+        out[fmt] = buf.getvalue()
+    return out
+
+
+SEEDS = _seeds()
+NAMES = sorted(SEEDS)
+
+# Mutations that target size fields: overwrite 1-4 bytes at a position with
+# small or large values, insert or delete bytes, truncate.
+mutation = st.tuples(
+    st.sampled_from(["set", "u16", "u32", "insert", "delete", "truncate"]),
+    st.integers(0, 400),
+    st.sampled_from([0, 1, 2, 0x7F, 0xFF, 0x100, 0x7FFF, 0xFFFF, 30000, 65535, 1 << 20, 0x7FFFFFFF, 0xFFFFFFFF]),
+)
+
+
+def _mutate(data: bytes, muts) -> bytes:
+    b = bytearray(data)
+    for kind, pos, val in muts:
+        if not b:
+            break
+        pos = pos % len(b)
+        if kind == "set":
+            b[pos] = val & 0xFF
+        elif kind == "u16":
+            b[pos:pos + 2] = struct.pack(">H" if val & 1 else "<H", val & 0xFFFF)
+        elif kind == "u32":
+            b[pos:pos + 4] = struct.pack(">I" if val & 1 else "<I", val & 0xFFFFFFFF)
+        elif kind == "insert":
+            b[pos:pos] = bytes([val & 0xFF]) * (1 + val % 7)
+        elif kind == "delete":
+            del b[pos:pos + 1 + val % 5]
+        else:
+            del b[pos:]
+    return bytes(b)
+
+
+@settings(max_examples=int(sys.argv[1]) if len(sys.argv) > 1 else 600, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(name=st.sampled_from(NAMES), muts=st.lists(mutation, min_size=1, max_size=3))
+def fuzz(name: str, muts) -> None:
+    data = _mutate(SEEDS[name], muts)
+    try:
+        header = parse_header(data)
+    except HeaderError:
+        return
+    if header.max_pixels > 1 << 22:
+        return  # refused by any sane --max-pixels; not decoded here
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return
+    pixels = image.shape[0] * image.shape[1]
+    assert pixels <= header.max_pixels, (name, muts, image.shape, header)
+
+
+if __name__ == "__main__":
+    cv2.setNumThreads(1)
+    # every seed parses and decodes to its declared size
+    for name, data in SEEDS.items():
+        h = parse_header(data)
+        img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+        assert img is not None and (img.shape[1], img.shape[0]) == h.size(exif_orientation=False), name
+    fuzz()
+    print("fuzz ok")
