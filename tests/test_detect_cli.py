@@ -112,4 +112,4 @@ def test_detect_refuses_non_models(cli, tmp_path, real_gray):
     res = cli(["detect", tmp_path / "a.png", "--model", tmp_path / "m.npz", "--out", tmp_path / "o"])
     assert res.exit_code == 1 and "unknown model kind 'nonsense'" in res.stderr
     res = cli(["detect", tmp_path / "a.png", "--model", tmp_path / "nothing", "--out", tmp_path / "o"])
-    assert res.exit_code == 1 and "no such model file" in res.stderr
+    assert res.exit_code == 2 and "--model" in res.stderr and "does not exist" in res.stderr  # a usage error (#12)

@@ -170,7 +170,7 @@ def test_bad_input_gives_one_line_errors(cli, tmp_path):
     stray = tmp_path / "stray.jsonl"
     stray.write_text(json.dumps({"file": "nope.png", "boxes": [], "scores": [], "labels": []}) + "\n")
     cases = [
-        (["--pred", tmp_path / "absent.json"], 1, "absent.json"),
+        (["--pred", tmp_path / "absent.json"], 2, "absent.json"),  # missing input: usage error (#12)
         (["--pred", bad_json], 1, "not valid JSON"),
         (["--pred", unknown], 1, "image id 999999"),
         (["--pred", nan], 1, "finite"),

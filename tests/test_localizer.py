@@ -268,7 +268,7 @@ def test_cli_usage_errors(cli, tmp_path, tiny_dataset):
     if not torch.cuda.is_available():
         assert r.exit_code == 2 and "no CUDA GPU" in r.output
     r = cli(["train", "localizer", "--data", tmp_path / "missing", "--out", tmp_path / "y"])
-    assert r.exit_code == 1 and "missing" in r.output
+    assert r.exit_code == 2 and "missing" in r.output  # a missing input is a usage error (#12)
     assert cli(["train", "localizer", "--resume", tmp_path / "nope"]).exit_code == 2
     assert cli(["train", "localizer", "--data", tiny_dataset, "--out", tmp_path / "z", "--arch", "big"]).exit_code == 2
 

@@ -131,7 +131,7 @@ def test_cli_copies_determinism_and_originals(tmp_path, cli):
     res = cli(args + ["--out", tmp_path / "a", "--jobs", "1"])
     assert res.exit_code == 2 and "exists" in res.output
     res = cli(["prepare", "augment", tmp_path / "missing", "--out", tmp_path / "c"])
-    assert res.exit_code == 1 and "missing" in res.output
+    assert res.exit_code == 2 and "missing" in res.output  # a missing input is a usage error (#12)
 
 
 def test_flags_survive_and_bad_images_are_named(tmp_path, cli):

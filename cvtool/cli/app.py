@@ -9,10 +9,11 @@ import typer
 from cvtool import __version__
 from cvtool.cli import detect, edges, eval as eval_cmd, filter as filter_cmd, hog, prepare
 from cvtool.cli import selective_search, train
-from cvtool.cli.common import examples
+from cvtool.cli.common import CvtoolGroup, examples
 
 app = typer.Typer(
     name="cvtool",
+    cls=CvtoolGroup,
     help="Classical and deep vision pipelines from the shell: prepare data, filter, find edges, "
     "compute HOG, propose regions, train and run detectors, evaluate.",
     epilog=examples(
@@ -26,7 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
-    rich_markup_mode="rich",
+    rich_markup_mode=None,  # plain click help: readable at 80 columns, '[...]' in help text is not markup
 )
 
 

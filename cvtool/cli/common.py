@@ -30,7 +30,7 @@ InputsArg = Annotated[
     list[str],
     typer.Argument(
         help="Image files, folders, quoted globs ('imgs/**/*.png'), @list.txt files, or - to read paths from stdin.",
-        show_default=False,
+        show_default=False, metavar="INPUTS",
     ),
 ]
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (created; outputs mirror input paths).")]
@@ -60,10 +60,34 @@ class Backend(str, Enum):
 BackendOpt = Annotated[Backend, typer.Option("--backend", help="Parallel backend for folder jobs.")]
 
 
+EXAMPLE_WIDTH = 76  # help is indented by 4 columns: the examples fit an 80-column terminal
+
+
+def _wrap_example(line: str, width: int = EXAMPLE_WIDTH) -> list[str]:
+    """Break a long shell command at spaces with ``\\`` continuations (never inside a word)."""
+    words = line.split()
+    rows: list[str] = []
+    current = "$"
+    for i, word in enumerate(words):
+        room = 0 if i == len(words) - 1 else 2  # a continued line ends in " \\"
+        if len(current) + 1 + len(word) + room > width and current not in ("$", "   "):
+            rows.append(current + " \\")
+            current = "   "
+        current += " " + word
+    rows.append(current)
+    return rows
+
+
 def examples(*lines: str) -> str:
-    """Format an Examples section for a command's docstring/epilog."""
-    body = "\n\n".join(f"  $ {line}" for line in lines)
-    return f"Examples:\n\n{body}"
+    """Format an Examples section for a command's epilog (long commands continued with ``\\``)."""
+    rows = []
+    for line in lines:
+        command, sep, comment = line.partition("  #")  # an aligned comment goes on its own line above
+        if sep:
+            rows.append("  # " + comment.strip().removeprefix("#").strip())
+        rows.extend("  " + row for row in _wrap_example(command))
+    body = "\n".join(rows)
+    return f"Examples:\n\n\b\n{body}"  # \b: click keeps these lines as they are (no re-wrapping)
 
 
 # ---------------------------------------------------------------------------
@@ -132,23 +156,65 @@ def _sigterm_to_interrupt(signum, frame):  # pragma: no cover - exercised via su
     raise KeyboardInterrupt
 
 
+_CURRENT_ARGS: dict[str, Any] | None = None  # the running command's parameters (set by handle_errors)
+
+
+def _current_params() -> dict[str, Any]:
+    """Parameter name -> click parameter of the command being run (empty outside a click context)."""
+    from typer._click.globals import get_current_context
+
+    ctx = get_current_context(silent=True)
+    if ctx is None:
+        return {}
+    return {p.name: p for p in ctx.command.params}
+
+
+def option_label(name: str, param: Any = None) -> str:
+    """How the user spells parameter ``name`` on the command line (``--max-size``, ``INPUTS``)."""
+    if param is None:
+        param = _current_params().get(name)
+    if param is None:
+        return "--" + name.replace("_", "-")
+    if getattr(param, "param_type_name", "") == "argument":
+        return str(param.metavar or param.name or name).upper()
+    longs = [o for o in param.opts if o.startswith("--")]
+    return (longs or list(param.opts) or ["--" + name.replace("_", "-")])[0]
+
+
+def _check_finite_options(kwargs: dict[str, Any]) -> None:
+    """NaN and infinity are refused for every float option, before the command runs."""
+    import math
+
+    from cvtool.errors import UsageError
+
+    for name, value in kwargs.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise UsageError(f"{option_label(name)} {value} is not a finite number")
+
+
 def handle_errors(func: F) -> F:
     """Decorate a command: turn cvtool errors into one-line messages and exit codes.
 
     * :class:`~cvtool.errors.UsageError`, ``typer.BadParameter`` -> exit 2
     * :class:`~cvtool.errors.CvtoolError`, ``OSError``, ``ValueError``, ``MemoryError`` -> exit 1
     * Ctrl-C / SIGTERM -> "interrupted", exit 130 (atomic writes leave no partial files)
+
+    It also records the command's parameters for :func:`command_args` and
+    refuses NaN/infinite values of float options (exit 2).
     """
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         from cvtool.errors import CvtoolError
 
+        global _CURRENT_ARGS
+        _CURRENT_ARGS = dict(kwargs)
         try:
             signal.signal(signal.SIGTERM, _sigterm_to_interrupt)
         except ValueError:  # not the main thread (tests calling in threads)
             pass
         try:
+            _check_finite_options(kwargs)
             return func(*args, **kwargs)
         except typer.Exit:
             raise
@@ -168,6 +234,9 @@ def handle_errors(func: F) -> F:
             raise typer.Exit(1) from None
         except KeyboardInterrupt:
             Log().error("interrupted")
+            batch = sys.modules.get("cvtool.batch")
+            if batch is not None:  # a worker thread still inside a long C call: do not wait for it
+                batch.exit_if_abandoned(130)
             raise typer.Exit(130) from None
 
     return wrapper  # type: ignore[return-value]
@@ -179,11 +248,21 @@ def usage_error(msg: str) -> typer.Exit:
     return typer.Exit(2)
 
 
-def command_args(local_vars: dict[str, Any]) -> dict[str, Any]:
-    """The command's arguments as a JSON-friendly dict for ``run.json``."""
+def command_args(local_vars: dict[str, Any] | None = None) -> dict[str, Any]:
+    """The command's arguments as a JSON-friendly dict for ``run.json``.
+
+    Without ``local_vars``: exactly the parameters the running command was
+    called with (recorded by :func:`handle_errors`).  With a dict (such as
+    ``locals()`` at the top of a command), modules, classes and functions that
+    imports put there are left out.
+    """
+    import inspect
+
+    if local_vars is None:
+        local_vars = dict(_CURRENT_ARGS or {})
     out = {}
     for k, v in local_vars.items():
-        if k.startswith("_"):
+        if k.startswith("_") or inspect.ismodule(v) or inspect.isclass(v) or callable(v):
             continue
         if isinstance(v, Enum):
             v = v.value
@@ -261,8 +340,9 @@ def run_folder_job(
                     emit_json(rec)
     finished = now_iso()
     if out is not None:
-        write_manifest(out, command=command, args=args or {}, seed=seed, started=started,
-                       finished=finished, counts=report.counts())
+        write_manifest(out, command=command, args=command_args() if args is None else args, seed=seed,
+                       started=started, finished=finished, counts=report.counts(),
+                       extra={"parallel": _parallel_settings(jobs, backend, len(tasks))})
     summary = report.counts()
     log.info(
         f"{command}: {summary['ok']} ok, {summary['skipped']} skipped, {summary['failed']} failed"
@@ -274,6 +354,140 @@ def run_folder_job(
     return report.exit_code
 
 
+def _parallel_settings(jobs: int, backend: str, n_tasks: int) -> dict[str, Any]:
+    """Workers and OpenCV threads per worker as :func:`cvtool.batch.run_batch` sets them.
+
+    Imports cv2 here so that ``run.json`` names the OpenCV version even when
+    only worker processes used it.
+    """
+    import cv2
+
+    from cvtool.batch import default_jobs
+
+    if backend == "dask":
+        return {"backend": backend, "workers": None, "threads_per_worker": None}
+    cores = default_jobs()
+    workers = max(1, min(jobs if jobs > 0 else cores, n_tasks))
+    threads = cv2.getNumThreads() if workers == 1 else max(1, cores // workers)
+    return {"backend": backend, "workers": workers, "threads_per_worker": threads}
+
+
 def env_flag(name: str) -> bool:
     """True when environment variable ``name`` is set to a non-empty, non-'0' value."""
     return os.environ.get(name, "") not in ("", "0")
+
+
+# ---------------------------------------------------------------------------
+# Command-line parsing errors -> one line, exit 2
+# ---------------------------------------------------------------------------
+
+_PYDANTIC_BOUNDS = {"greater_than_equal": ("ge", ">="), "greater_than": ("gt", ">"),
+                    "less_than_equal": ("le", "<="), "less_than": ("lt", "<")}
+
+
+def _shown(value: Any) -> str:
+    """A value as the user typed it: numbers bare, other text quoted."""
+    if isinstance(value, (list, tuple)):
+        value = " ".join(str(v) for v in value)
+    text = str(value)
+    try:
+        float(text)
+        return text
+    except ValueError:
+        return repr(text)
+
+
+def _bad_value_reason(exc: Any) -> tuple[Any, str]:
+    """(bad value or None, why) of a click ``BadParameter``, from its pydantic cause when there is one."""
+    import math
+
+    cause = exc.__cause__
+    errors = cause.errors(include_url=False) if hasattr(cause, "errors") else []
+    if not errors:
+        return None, str(exc.message).rstrip(".")
+    err = errors[0]
+    value, kind, ctx = err.get("input"), err.get("type", ""), err.get("ctx") or {}
+    try:
+        if not math.isfinite(float(str(value))):
+            return value, "is not a finite number"
+    except ValueError:
+        pass
+    if kind in ("int_parsing", "int_from_float", "int_type"):
+        return value, "is not an integer"
+    if kind in ("float_parsing", "float_type"):
+        return value, "is not a number"
+    if kind in ("bool_parsing", "bool_type"):
+        return value, "is not true or false"
+    if kind in _PYDANTIC_BOUNDS:
+        key, op = _PYDANTIC_BOUNDS[kind]
+        return value, f"is out of range: must be {op} {ctx.get(key, '?'):g}" if isinstance(
+            ctx.get(key), (int, float)) else f"is out of range: must be {op} {ctx.get(key)}"
+    bare = getattr(getattr(exc.param, "type_descriptor", None), "annotation", None)
+    if isinstance(bare, type) and issubclass(bare, Enum):
+        return value, "is not valid; choose one of " + ", ".join(str(m.value) for m in bare)
+    msg = str(err.get("msg", exc.message))
+    msg = msg.removeprefix("Value error, ").rstrip(".")
+    return value, msg[:1].lower() + msg[1:]
+
+
+def click_error_message(exc: Any) -> str:
+    """One line for a click usage error: the option, the bad value and what is valid."""
+    from typer._click import exceptions as cx
+
+    where = ""
+    ctx = getattr(exc, "ctx", None)
+    if ctx is not None:
+        where = f" (see: {ctx.command_path} --help)"
+    if isinstance(exc, cx.MissingParameter):
+        param = exc.param
+        if param is not None and getattr(param, "param_type_name", "") == "argument":
+            return f"missing argument {option_label(param.name or '', param)}{where}"
+        if param is not None:
+            return f"missing option {option_label(param.name or '', param)}{where}"
+    if isinstance(exc, cx.BadParameter) and not isinstance(exc, cx.MissingParameter) and exc.param is not None:
+        label = option_label(exc.param.name or "", exc.param)
+        value, why = _bad_value_reason(exc)
+        if value is None:
+            return f"{label}: {why}"
+        return f"{label} {_shown(value)} {why}"
+    msg = " ".join(exc.format_message().split()).rstrip(".")
+    return msg[:1].lower() + msg[1:] + where
+
+
+def run_app_main(super_main: Callable[..., Any], *, standalone_mode: bool = True, **kwargs: Any) -> Any:
+    """Run a click ``main`` non-standalone and print parsing errors as one ``error:`` line (exit 2).
+
+    ``--help`` still prints help (exit 0); a group called with nothing prints
+    its help (exit 2).
+    """
+    from typer._click import exceptions as cx
+
+    try:
+        rv = super_main(standalone_mode=False, **kwargs)
+    except cx.NoArgsIsHelpError as exc:
+        typer.echo(exc.ctx.get_help())
+        code = 2
+    except cx.UsageError as exc:
+        Log().error(click_error_message(exc))
+        code = 2
+    except cx.ClickException as exc:  # e.g. a file option that cannot be opened
+        Log().error(" ".join(exc.format_message().split()))
+        code = exc.exit_code
+    except typer.Abort:
+        Log().error("aborted")
+        code = 1
+    else:
+        if not standalone_mode:
+            return rv
+        code = rv if isinstance(rv, int) else 0
+    if not standalone_mode:
+        return code
+    sys.exit(code)
+
+
+class CvtoolGroup(typer.core.TyperGroup):
+    """The root command group: every parsing error becomes one ``error:`` line and exit 2."""
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):  # type: ignore[override]
+        return run_app_main(super().main, standalone_mode=standalone_mode, args=args, prog_name=prog_name,
+                            complete_var=complete_var, **extra)

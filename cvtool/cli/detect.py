@@ -208,14 +208,14 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
 @handle_errors
 def detect_command(
     inputs: InputsArg,
-    model: Annotated[Path, typer.Option("--model", "-m", help="Model file or run folder of any detector kind (read from the file).")],
+    model: Annotated[Path, typer.Option("--model", "-m", exists=True, help="Model file or run folder of any detector kind (read from the file).")],
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Output folder: {JSONL_NAME}, {COCO_NAME}, {LABELS_DIR}/, {DRAWN_DIR}/, run.json.")],
     conf: Annotated[float | None, typer.Option("--conf", help="Score threshold (default: the model's).", min=0.0, max=1.0)] = None,
     iou: Annotated[float | None, typer.Option("--iou", help="NMS IoU threshold (default: the model's).", min=0.0, max=1.0)] = None,
     max_det: Annotated[int, typer.Option("--max-det", help="Most detections kept per image.", min=1)] = 100,
     draw: Annotated[bool, typer.Option("--draw", help=f"Write pictures with the boxes under {DRAWN_DIR}/.")] = False,
     fmt: Annotated[DetectFormat, typer.Option("--format", help=f"yolo: also write {LABELS_DIR}/*.txt (class cx cy w h score, normalised). {JSONL_NAME} and {COCO_NAME} are always written.")] = DetectFormat.coco,
-    gt: Annotated[Path | None, typer.Option("--gt", help=f"Ground truth whose image ids {COCO_NAME} uses (matched by file name; default ids 1..N in input order).")] = None,
+    gt: Annotated[Path | None, typer.Option("--gt", exists=True, help=f"Ground truth whose image ids {COCO_NAME} uses (matched by file name; default ids 1..N in input order).")] = None,
     split: Annotated[str, typer.Option("--split", help="Split of a prepare folder given as --gt.")] = "test",
     batch: Annotated[int, typer.Option("--batch", help="Images per predict call (on the device for CNN models).", min=1)] = 16,
     device: Annotated[str, typer.Option("--device", help="auto, cpu, cuda or cuda:N (HOG+SVM always runs on the CPU).")] = "auto",

@@ -117,9 +117,7 @@ def edges_command(
         out_name=lambda item: item.rel.with_suffix(ext), recursive=recursive, overwrite=overwrite,
         skip_existing=skip_existing, jobs=jobs, backend=backend.value, scheduler=scheduler, quiet=quiet,
         json_out=json_out,
-        args=command_args(dict(inputs=inputs, method=method, **settings, format=out_format, recursive=recursive,
-                               overwrite=overwrite, skip_existing=skip_existing, jobs=jobs, backend=backend,
-                               scheduler=scheduler, max_pixels=max_pixels)),
+        args=command_args(),
         record=ok_record,
     )
     raise typer.Exit(code)

@@ -124,9 +124,7 @@ def filter_command(
         command="filter", inputs=inputs, out=out, func=job,
         out_name=out_name, recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, jobs=jobs,
         backend=backend.value, scheduler=scheduler, quiet=quiet, json_out=json_out,
-        args={**command_args(dict(inputs=inputs, operations=op_texts, seed=seed, alpha=alpha, format=out_format,
-                                  recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, jobs=jobs,
-                                  backend=backend, scheduler=scheduler, max_pixels=max_pixels))},
+        args=command_args(),
         seed=seed,
         record=ok_record,
     )

@@ -218,7 +218,7 @@ def hog_command(
     from cvtool.cli.common import Log
     from cvtool.hog import HogParams, check_engine, check_window
 
-    args = command_args(locals())
+    args = command_args()
     log = Log(quiet)
     try:
         params = HogParams(cell=parse_size(cell, "--cell"), block=parse_size(block, "--block"),

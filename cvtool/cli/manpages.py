@@ -46,7 +46,12 @@ def _walk(cmd, path: list[str]):
             yield from _walk(cmd.commands[name], path + [name])
 
 
-def _param_line(p) -> tuple[str, str]:
+def _param_line(p, ctx=None) -> tuple[str, str]:
+    """(names, help) of one parameter, as ``--help`` shows them when the parameter can say."""
+    if ctx is not None and p.param_type_name == "option":
+        record = p.get_help_record(ctx)
+        if record is not None:
+            return record[0], " ".join(record[1].split())
     if p.param_type_name == "argument":
         name = (p.metavar or p.name or "ARG").upper()
         return name + ("..." if p.nargs == -1 else ""), getattr(p, "help", "") or ""
@@ -88,10 +93,13 @@ def render_page(path: list[str], cmd) -> str:
         lines += [".SH DESCRIPTION", _esc(_clean(cmd.help))]
     params = [p for p in cmd.params if not getattr(p, "hidden", False)
               and p.name not in ("install_completion", "show_completion")]
+    from typer._click import Context
+
+    ctx = Context(cmd, info_name=full)
     if params:
         lines.append(".SH OPTIONS")
         for p in params:
-            names, help_text = _param_line(p)
+            names, help_text = _param_line(p, ctx)
             lines += [".TP", f"\\fB{_esc(names)}\\fR", _esc(_clean(help_text)) or "\\&"]
     if _is_group(cmd):
         lines.append(".SH COMMANDS")

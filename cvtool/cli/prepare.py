@@ -11,7 +11,7 @@ app = typer.Typer(
     help="Build datasets: synthetic localisation/detection scenes, augmentation, "
     "HOG+SVM windows, statistics and format conversion (COCO, YOLO, VOC).",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 app.command("localization", epilog=prepare_localization.EPILOG)(prepare_localization.localization_command)

@@ -21,7 +21,7 @@ EPILOG = examples(
 
 @handle_errors
 def augment_command(
-    dataset: Annotated[Path, typer.Argument(help="Dataset: a prepare folder, a COCO JSON, a YOLO or VOC folder.")],
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", exists=True, help="Dataset: a prepare folder, a COCO JSON, a YOLO or VOC folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder (OUT/{split}/...).")],
     split: Annotated[str, typer.Option("--split", help="Split to augment (folder datasets).")] = "train",
     copies: Annotated[int, typer.Option("--copies", "-n", help="Augmented copies per image.")] = 1,
@@ -59,7 +59,7 @@ def augment_command(
     OUT/{split}/annotations.json, OUT/classes.txt and OUT/run.json; the same
     --seed gives the same files whatever --jobs.
     """
-    args = command_args(locals())
+    args = command_args()
     from cvtool.datasets import load_dataset
     from cvtool.io.manifest import now_iso, write_manifest
     from cvtool.prepare.augment import AugmentSettings, augment_dataset

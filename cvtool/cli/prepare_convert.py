@@ -60,7 +60,7 @@ def _parse_size(text: str | None) -> tuple[int, int] | None:
 
 @handle_errors
 def convert_command(
-    src: Annotated[Path, typer.Argument(help="Dataset: prepare folder, COCO JSON, YOLO folder or data.yaml, "
+    src: Annotated[Path, typer.Argument(exists=True, help="Dataset: prepare folder, COCO JSON, YOLO folder or data.yaml, "
                                         "VOC folder, or text box files.", show_default=False,
                                         metavar="SRC")],
     to: Annotated[To, typer.Option("--to", help="Target format.", show_default=False)],

@@ -63,7 +63,7 @@ def detection_command(
     ink.  Impossible constraints stop with an error after --restarts x --tries
     attempts.  Output layout as for `prepare localization`.
     """
-    args = command_args(locals())
+    args = command_args()
     from cvtool.prepare.parse import parse_range
 
     lo, hi = parse_range(objects, option="--objects", integer=True)

@@ -31,17 +31,17 @@ class Format(str, Enum):
 
 OutReq = Annotated[Path, typer.Option("--out", "-o", help="Output dataset folder.")]
 MnistOpt = Annotated[Path | None, typer.Option(
-    "--mnist", help="MNIST folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-*; "
+    "--mnist", exists=True, help="MNIST folder with train-images-idx3-ubyte[.gz], train-labels-idx1-ubyte[.gz], t10k-*; "
     "its own train/test split is kept.  Default source: scikit-learn's bundled digits.")]
 FashionOpt = Annotated[Path | None, typer.Option(
-    "--fashion-mnist", help="Fashion-MNIST folder (same IDX files; class names T-shirt/top ... Ankle boot).")]
+    "--fashion-mnist", exists=True, help="Fashion-MNIST folder (same IDX files; class names T-shirt/top ... Ankle boot).")]
 CropsOpt = Annotated[Path | None, typer.Option(
-    "--crops", help="Folder of object crops CLASS_NAME/*.png; mask from alpha, else from --threshold.")]
+    "--crops", exists=True, help="Folder of object crops CLASS_NAME/*.png; mask from alpha, else from --threshold.")]
 ThresholdOpt = Annotated[float, typer.Option(
     "--threshold", help="Crops without alpha: a pixel is object when its grey differs from the median "
     "border grey by more than this.")]
 BackgroundsOpt = Annotated[Path | None, typer.Option(
-    "--backgrounds", help="Folder of background pictures: random crops replace the black canvas.")]
+    "--backgrounds", exists=True, help="Folder of background pictures: random crops replace the black canvas.")]
 ScaleOpt = Annotated[str, typer.Option("--scale", help="Object scale range LOW-HIGH (uniform), or one value.")]
 InkOpt = Annotated[int, typer.Option("--ink-threshold", help="Alpha above this counts as ink for tight boxes.")]
 NoiseOpt = Annotated[float, typer.Option("--noise", help="Gaussian pixel noise standard deviation (grey levels).")]
@@ -138,7 +138,7 @@ def localization_command(
     (COCO) + OUT/{split}/images/*.png, OUT/classes.txt, OUT/run.json and, with
     --npz, OUT/{split}.npz.  The same --seed gives byte-identical files whatever --jobs.
     """
-    args = command_args(locals())
+    args = command_args()
     run_synthetic(kind="localization", args=args, out=out, mnist=mnist, fashion_mnist=fashion_mnist,
                   crops=crops, threshold=threshold, backgrounds=backgrounds, canvas=canvas, scale=scale,
                   count=count, split=split, fmt=fmt, npz=npz, no_png=no_png, png_level=png_level,

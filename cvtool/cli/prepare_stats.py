@@ -20,7 +20,7 @@ EPILOG = examples(
 
 @handle_errors
 def stats_command(
-    dataset: Annotated[Path, typer.Argument(help="Dataset: a prepare folder, a COCO JSON, a YOLO or VOC folder.")],
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", exists=True, help="Dataset: a prepare folder, a COCO JSON, a YOLO or VOC folder.")],
     split: Annotated[str, typer.Option("--split", help="Split to summarise (folder datasets).")] = "train",
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="coco, yolo, voc or text "
                                             "[default: from the path].")] = None,

@@ -35,7 +35,7 @@ def folder_name(name: str) -> str:
 
 @handle_errors
 def windows_command(
-    dataset: Annotated[Path, typer.Argument(help="Dataset: a `prepare detection` folder, COCO JSON, YOLO or VOC folder.", show_default=False)],
+    dataset: Annotated[Path, typer.Argument(metavar="DATASET", exists=True, help="Dataset: a `prepare detection` folder, COCO JSON, YOLO or VOC folder.", show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Output folder: {NPZ_NAME} or CLASS/*.png + background/*.png, run.json.")],
     split: Annotated[str, typer.Option("--split", help="Split of a prepare folder.")] = "train",
     window: Annotated[str, typer.Option("--window", help="Window WxH in pixels, or 'auto' (median box plus context, multiples of 4).")] = "auto",
@@ -68,7 +68,7 @@ def windows_command(
     from cvtool.io.manifest import now_iso, write_manifest
     from cvtool.prepare.windows import WindowSpec, auto_window, extract_windows
 
-    args = command_args(locals())
+    args = command_args()
     started = now_iso()
     log = Log(quiet)
     target = out / NPZ_NAME

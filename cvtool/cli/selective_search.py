@@ -196,7 +196,7 @@ def selective_search_command(
     boxes of all strategies are ranked (seeded), de-duplicated and written to
     OUT/proposals.jsonl, one record per image.
     """
-    args = command_args(locals())
+    args = command_args()
     from cvtool.errors import UsageError
     from cvtool.io.atomic import atomic_open
     from cvtool.proposals.selective_search import MIN_SIDE, mode_strategies, validate_settings

@@ -10,7 +10,7 @@ app = typer.Typer(
     help="Train a detector: hog-svm, localizer, rcnn or single-shot. "
     "Every kind reads a dataset made by `cvtool prepare` (or COCO/YOLO/VOC) and writes a run folder.",
     no_args_is_help=True,
-    rich_markup_mode="rich",
+    rich_markup_mode=None,
 )
 
 app.command("hog-svm", epilog=train_hog_svm.EPILOG)(train_hog_svm.train_command)

@@ -10,7 +10,7 @@ import typer
 
 from cvtool.cli.common import emit_json
 
-DataOpt = Annotated[Path | None, typer.Option("--data", help="Dataset folder from `cvtool prepare detection` "
+DataOpt = Annotated[Path | None, typer.Option("--data", exists=True, help="Dataset folder from `cvtool prepare detection` "
                                               "(.npz or COCO + PNG); a val split is used when present.")]
 RunOutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (weights/, metrics.csv, run.json).")]
 EpochsOpt = Annotated[int | None, typer.Option("--epochs", help="Total epochs (default 10 for a new run; "
@@ -30,7 +30,7 @@ ChannelsLastOpt = Annotated[bool | None, typer.Option("--channels-last/--no-chan
 CompileOpt = Annotated[bool | None, typer.Option("--compile/--no-compile", help="torch.compile the training model.")]
 DeterministicOpt = Annotated[bool | None, typer.Option("--deterministic/--no-deterministic",
                                                        help="Deterministic kernels (slower).")]
-ResumeOpt = Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder from weights/last.pt.")]
+ResumeOpt = Annotated[Path | None, typer.Option("--resume", exists=True, help="Continue the run in this folder from weights/last.pt.")]
 OverwriteRunOpt = Annotated[bool, typer.Option("--overwrite", help="Start a new run in a folder that holds one.")]
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0: torch's default). "
                                          "On shared cores 1 is often fastest.", min=0)]

@@ -23,7 +23,7 @@ ROUNDS_NAME = "rounds.json"
 
 @handle_errors
 def train_command(
-    data: Annotated[Path, typer.Option("--data", help="Dataset: a `prepare detection` folder, COCO JSON, YOLO or VOC folder.")],
+    data: Annotated[Path, typer.Option("--data", exists=True, help="Dataset: a `prepare detection` folder, COCO JSON, YOLO or VOC folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Run folder: {MODEL_NAME}, {ROUNDS_NAME}, run.json.")],
     split: Annotated[str, typer.Option("--split", help="Split to train on.")] = "train",
     eval_split: Annotated[str | None, typer.Option("--eval-split", help="Split scored (COCO AP) after each mining round, when present; 'none' to skip.")] = "val",

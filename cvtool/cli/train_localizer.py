@@ -73,7 +73,7 @@ WeightOpt = float | None
 
 @handle_errors
 def train_command(
-    data: Annotated[Path | None, typer.Option("--data", help="Dataset from `cvtool prepare localization` "
+    data: Annotated[Path | None, typer.Option("--data", exists=True, help="Dataset from `cvtool prepare localization` "
                                               "(.npz or COCO + PNG, one object per canvas).")] = None,
     out: RunOutOpt = None,
     arch: Annotated[Arch, typer.Option("--arch", help="default: conv-BN net with an attention box head; "
