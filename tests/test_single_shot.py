@@ -242,4 +242,5 @@ def test_missing_data_is_a_usage_error(cli, tmp_path):
     res = cli(["train", "single-shot", "--out", tmp_path / "r", "--quiet"])
     assert res.exit_code == 2
     res = cli(["train", "single-shot", "--data", tmp_path / "nothing", "--out", tmp_path / "r", "--quiet"])
-    assert res.exit_code == 1
+    assert res.exit_code == 2 and "nothing" in res.output  # a --data path that does not exist: usage error
+    assert not (tmp_path / "r").exists()  # the refused run leaves no folder behind

@@ -32,8 +32,9 @@ DeterministicOpt = Annotated[bool | None, typer.Option("--deterministic/--no-det
                                                        help="Deterministic kernels (slower).")]
 ResumeOpt = Annotated[Path | None, typer.Option("--resume", exists=True, help="Continue the run in this folder from weights/last.pt.")]
 OverwriteRunOpt = Annotated[bool, typer.Option("--overwrite", help="Start a new run in a folder that holds one.")]
+MAX_THREADS = 256
 ThreadsOpt = Annotated[int, typer.Option("--threads", help="CPU threads for torch (0: torch's default). "
-                                         "On shared cores 1 is often fastest.", min=0)]
+                                         "On shared cores 1 is often fastest.", min=0, max=MAX_THREADS)]
 TrainSeedOpt = Annotated[int, typer.Option("--seed", help="Random seed (initialisation, shuffling, augmentation).")]
 
 
@@ -68,6 +69,8 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
     from cvtool.errors import UsageError
     from cvtool.runner.loop import TrainConfig, check_out_dir, read_run_checkpoint, resumed_config
 
+    if not 0 <= opts.threads <= MAX_THREADS:
+        raise UsageError(f"--threads {opts.threads}: must be in [0, {MAX_THREADS}] (0: torch's default)")
     if opts.threads:
         torch.set_num_threads(opts.threads)
     runtime = dict(device=opts.device, amp=opts.amp, channels_last=opts.channels_last, compile=opts.compile,
@@ -80,15 +83,14 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
             raise UsageError(f"--resume {resume}: that run trained a {state.get('kind')!r} model, not {kind!r}")
         config = resumed_config(state, epochs=opts.epochs, **runtime)
         saved_data = (state.get("task_config") or {}).get("data")
-        data_path = Path(data) if data is not None else Path(saved_data) if saved_data else None
-        if data_path is None:
-            raise UsageError(f"--resume {resume}: the run does not record its data; pass --data")
-        return Path(resume), data_path, config, state
+        data_path = Path(data) if data is not None else saved_data_path(saved_data, Path(resume))
+        return Path(resume), data_path.absolute(), config, state
     if data is None:
         raise UsageError("--data is required (a dataset folder from `cvtool prepare detection`)")
     if out is None:
         raise UsageError("--out is required (the run folder to create)")
     check_out_dir(Path(out), overwrite=overwrite)
+    data = Path(data).absolute()  # recorded absolute, so --resume works from any directory
     config = TrainConfig(epochs=opts.epochs or 10, batch_size=opts.batch_size, lr=opts.lr,
                          weight_decay=opts.weight_decay, optimizer="adamw", scheduler="onecycle", warmup=0.1,
                          device=opts.device or "auto", amp=bool(opts.amp),
@@ -98,11 +100,45 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
     return Path(out), Path(data), config, None
 
 
+def saved_data_path(saved: Any, run: Path) -> Path:
+    """The dataset a run recorded: absolute since #13; older runs recorded it relative to
+    the directory they were started from, tried here against the current directory and then
+    beside the run folder."""
+    from cvtool.errors import UsageError
+
+    if not saved or not isinstance(saved, str):
+        raise UsageError(f"--resume {run}: the run does not record its data; pass --data")
+    p = Path(saved)
+    if p.is_absolute():
+        return p
+    for base in (Path.cwd(), run.absolute().parent):
+        if (base / p).exists():
+            return base / p
+    raise UsageError(f"--resume {run}: the run recorded its data as the relative path {saved!r}, which is not "
+                     f"under the current directory or beside the run; pass --data")
+
+
+def run_lock(out: Path | None, resume: Path | None, command: str):
+    """The run-folder lock of a train command (a no-op when no folder was given: that is a usage
+    error reported later).  Under ``torchrun`` only rank 0 locks (the other ranks write nothing)."""
+    import contextlib
+    import os
+
+    from cvtool.runner.lock import run_folder_lock
+
+    folder = resume if resume is not None else out
+    if folder is None or os.environ.get("RANK", "0") != "0":
+        return contextlib.nullcontext()
+    if resume is not None and not Path(resume).is_dir():
+        return contextlib.nullcontext()  # "no weights/last.pt there" is reported by prepare_run
+    return run_folder_lock(folder, command=command)
+
+
 def report_result(result: dict[str, Any], out: Path, *, quiet: bool, json_out: bool) -> None:
     """Log where the weights are and, with ``--json``, print the fit summary."""
     from cvtool.cli.common import Log
 
-    m = result.get("metrics", {})
+    m = result.get("best_metrics") or {}  # the metrics of the epoch best.pt holds, not the last epoch's
     ap = m.get("val_AP")
     Log(quiet).info(f"trained {result['epochs']} epochs -> {out}/weights/best.pt (epoch {result['best_epoch']}"
                     + (f", val AP {ap:.3f}, AP50 {m.get('val_AP50', 0):.3f}" if ap is not None else "") + ")")

@@ -74,59 +74,63 @@ def train_command(
     args = command_args(locals())
     started = now_iso()
     log = Log(quiet)
-    model_path = out / MODEL_NAME
-    if model_path.exists() and not overwrite:
-        raise UsageError(f"{model_path} exists; pass --overwrite to replace it")
-    from cvtool.detectors.hog_svm import SOLVERS, HogSvmDetector, evaluate_split, read_split
-    from cvtool.hog import HogParams
+    from cvtool.runner.lock import run_folder_lock
 
-    if solver not in SOLVERS:
-        raise UsageError(f"--solver {solver!r} is not one of {', '.join(SOLVERS)}")
-    try:
-        params = HogParams(cell=parse_size(cell, "--cell"), block=parse_size(block, "--block"),
-                           block_stride=parse_size(block_stride, "--block-stride"), bins=bins, signed=signed,
-                           sqrt=sqrt)
-        win = None if window.lower() == "auto" else parse_size(window, "--window")
-        if win is not None:
-            from cvtool.hog import check_window
+    # one run per folder: a second `train` into the same --out is refused with the holder's PID
+    with run_folder_lock(out, command="train hog-svm"):
+        model_path = out / MODEL_NAME
+        if model_path.exists() and not overwrite:
+            raise UsageError(f"{model_path} exists; pass --overwrite to replace it")
+        from cvtool.detectors.hog_svm import SOLVERS, HogSvmDetector, evaluate_split, read_split
+        from cvtool.hog import HogParams
 
-            check_window(win, params)
-    except ValueError as exc:
-        raise UsageError(str(exc)) from None
-    log.info(f"reading {data} ({split})")
-    train = read_split(data, split=split, max_images=max_train)
-    if not train.images:
-        raise UsageError(f"{data}: split {split!r} has no images")
-    val = None
-    if eval_split and eval_split.lower() != "none":
+        if solver not in SOLVERS:
+            raise UsageError(f"--solver {solver!r} is not one of {', '.join(SOLVERS)}")
         try:
-            val = read_split(data, split=eval_split)
-        except Exception:  # no such split: train without the per-round scores
-            log.info(f"no {eval_split!r} split in {data}: rounds are not scored")
-    det = HogSvmDetector(window=win, context=context, hog=params, C=c, negatives_per_image=negatives,
-                         neg_iou=neg_iou, mine_rounds=mine_rounds, mine_iou=mine_iou,
-                         hard_per_image=hard_per_image, flip=flip, solver=solver, scale_step=scale,
-                         score_threshold=conf, iou_threshold=iou, seed=seed, jobs=jobs)
-    try:
-        det.fit(train.images, train.boxes, train.labels, classes=train.classes, category_ids=train.category_ids,
-                log=log.info)
-    except ValueError as exc:
-        raise UsageError(f"{data}: {exc}") from None
-    rounds = [asdict(r) for r in det.rounds_]
-    if val is not None:
-        for r in range(len(det.round_weights_)):
-            scores = evaluate_split(det.with_round(r), val)
-            rounds[r].update({f"{eval_split}_{k}": v for k, v in scores.items()})
-            log.info(f"round {r}: {eval_split} AP {scores['AP']:.3f}, AP50 {scores['AP50']:.3f}, "
-                     f"AP75 {scores['AP75']:.3f}")
-    out.mkdir(parents=True, exist_ok=True)
-    det.save(model_path, overwrite=overwrite)
-    atomic_write_text(out / ROUNDS_NAME, json.dumps(rounds, indent=2) + "\n", overwrite=True)
-    write_manifest(out, command="train hog-svm", args=args, seed=seed, started=started,
-                   counts={"images": len(train.images), "boxes": int(sum(len(b) for b in train.boxes)),
-                           "classes": len(train.classes)},
-                   extra={"kind": "hog-svm", "model": str(model_path), "window": list(det.window_),
-                          "rounds": rounds})
-    log.info(f"model -> {model_path}")
-    if json_out:
-        emit_json({"out": str(out), "model": str(model_path), "window": list(det.window_), "rounds": rounds})
+            params = HogParams(cell=parse_size(cell, "--cell"), block=parse_size(block, "--block"),
+                               block_stride=parse_size(block_stride, "--block-stride"), bins=bins, signed=signed,
+                               sqrt=sqrt)
+            win = None if window.lower() == "auto" else parse_size(window, "--window")
+            if win is not None:
+                from cvtool.hog import check_window
+
+                check_window(win, params)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        log.info(f"reading {data} ({split})")
+        train = read_split(data, split=split, max_images=max_train)
+        if not train.images:
+            raise UsageError(f"{data}: split {split!r} has no images")
+        val = None
+        if eval_split and eval_split.lower() != "none":
+            try:
+                val = read_split(data, split=eval_split)
+            except Exception:  # no such split: train without the per-round scores
+                log.info(f"no {eval_split!r} split in {data}: rounds are not scored")
+        det = HogSvmDetector(window=win, context=context, hog=params, C=c, negatives_per_image=negatives,
+                             neg_iou=neg_iou, mine_rounds=mine_rounds, mine_iou=mine_iou,
+                             hard_per_image=hard_per_image, flip=flip, solver=solver, scale_step=scale,
+                             score_threshold=conf, iou_threshold=iou, seed=seed, jobs=jobs)
+        try:
+            det.fit(train.images, train.boxes, train.labels, classes=train.classes, category_ids=train.category_ids,
+                    log=log.info)
+        except ValueError as exc:
+            raise UsageError(f"{data}: {exc}") from None
+        rounds = [asdict(r) for r in det.rounds_]
+        if val is not None:
+            for r in range(len(det.round_weights_)):
+                scores = evaluate_split(det.with_round(r), val)
+                rounds[r].update({f"{eval_split}_{k}": v for k, v in scores.items()})
+                log.info(f"round {r}: {eval_split} AP {scores['AP']:.3f}, AP50 {scores['AP50']:.3f}, "
+                         f"AP75 {scores['AP75']:.3f}")
+        out.mkdir(parents=True, exist_ok=True)
+        det.save(model_path, overwrite=overwrite)
+        atomic_write_text(out / ROUNDS_NAME, json.dumps(rounds, indent=2) + "\n", overwrite=True)
+        write_manifest(out, command="train hog-svm", args=args, seed=seed, started=started,
+                       counts={"images": len(train.images), "boxes": int(sum(len(b) for b in train.boxes)),
+                               "classes": len(train.classes)},
+                       extra={"kind": "hog-svm", "model": str(model_path), "window": list(det.window_),
+                              "rounds": rounds})
+        log.info(f"model -> {model_path}")
+        if json_out:
+            emit_json({"out": str(out), "model": str(model_path), "window": list(det.window_), "rounds": rounds})

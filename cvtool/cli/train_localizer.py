@@ -12,7 +12,7 @@ import typer
 from cvtool.cli.common import JsonOpt, QuietOpt, command_args, emit_json, examples, handle_errors
 from cvtool.cli.train_common import (AmpOpt, ChannelsLastOpt, CompileOpt, DeterministicOpt, DeviceOpt,
                                           EpochsOpt, MaxTrainOpt, OverwriteRunOpt, ResumeOpt, RunnerOptions,
-                                          RunOutOpt, TrainSeedOpt)
+                                          MAX_THREADS, RunOutOpt, TrainSeedOpt)
 
 EPILOG = examples(
     "cvtool prepare localization --out data/loc --npz",
@@ -108,7 +108,7 @@ def train_command(
     seed: TrainSeedOpt = 0,
     deterministic: DeterministicOpt = None,
     threads: Annotated[int, typer.Option("--threads", help="CPU threads for torch (0: torch's default; 1 is "
-                                         "often fastest on a busy shared machine).", min=0)] = 0,
+                                         "often fastest on a busy shared machine).", min=0, max=MAX_THREADS)] = 0,
     resume: ResumeOpt = None,
     overwrite: OverwriteRunOpt = False,
     quiet: QuietOpt = False,
@@ -134,7 +134,7 @@ def train_command(
                  explicit={"batch_size": batch_size, "lr": lr, "weight_decay": weight_decay})
     if result.get("rank", 0) != 0:  # under torchrun only rank 0 reports
         return
-    m = result.get("metrics") or {}
+    m = result.get("best_metrics") or {}  # the metrics of the epoch best.pt holds, not the last epoch's
     from cvtool.cli.common import Log
 
     summary = ""
@@ -148,6 +148,16 @@ def train_command(
 
 
 def run(runner: RunnerOptions, opts: LocalizerOptions, *, data: Path | None, out: Path | None,
+        resume: Path | None, overwrite: bool, args: dict[str, Any],
+        explicit: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Hold the run folder's lock (one run per folder), then :func:`_run`."""
+    from cvtool.cli.train_common import run_lock
+
+    with run_lock(out, resume, "train localizer"):
+        return _run(runner, opts, data=data, out=out, resume=resume, overwrite=overwrite, args=args, explicit=explicit)
+
+
+def _run(runner: RunnerOptions, opts: LocalizerOptions, *, data: Path | None, out: Path | None,
         resume: Path | None, overwrite: bool, args: dict[str, Any],
         explicit: dict[str, Any] | None = None) -> dict[str, Any]:
     """Resolve a new or resumed run, build the task and fit it (the command's body)."""

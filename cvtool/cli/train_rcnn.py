@@ -113,6 +113,15 @@ def train_command(
 
 def run(runner: RunnerOptions, opts: RCNNOptions, *, data: Path | None, out: Path | None, resume: Path | None,
         overwrite: bool, json_out: bool, args: dict[str, Any]) -> None:
+    """Hold the run folder's lock (one run per folder), then :func:`_run`."""
+    from cvtool.cli.train_common import run_lock
+
+    with run_lock(out, resume, "train rcnn"):
+        _run(runner, opts, data=data, out=out, resume=resume, overwrite=overwrite, json_out=json_out, args=args)
+
+
+def _run(runner: RunnerOptions, opts: RCNNOptions, *, data: Path | None, out: Path | None, resume: Path | None,
+        overwrite: bool, json_out: bool, args: dict[str, Any]) -> None:
     """Resolve the run, compute (or reuse) proposals, build the task and fit it."""
     import os
 
@@ -143,7 +152,11 @@ def run(runner: RunnerOptions, opts: RCNNOptions, *, data: Path | None, out: Pat
                         fg_fraction=tc.get("fg_fraction", opts.fg_fraction),
                         box_weight=tc.get("box_weight", opts.box_weight))
         prop = ProposalSettings(**mc.get("proposals", {}))
-    dd = load_detection_data(data_path, val_split=opts.val_split, max_val=opts.max_val, seed=config.seed)
+    val_split, max_val = opts.val_split, opts.max_val
+    if state is not None:  # score the images the run scored before (its best.pt was picked on them)
+        tc = state.get("task_config") or {}
+        val_split, max_val = str(tc.get("val_split") or val_split), int(tc.get("max_val") or max_val)
+    dd = load_detection_data(data_path, val_split=val_split, max_val=max_val, seed=config.seed)
     max_train = opts.max_train
     if state is not None and max_train is None:
         max_train = (state.get("task_config") or {}).get("max_train")
@@ -152,7 +165,7 @@ def run(runner: RunnerOptions, opts: RCNNOptions, *, data: Path | None, out: Pat
     jobs = opts.jobs or os.cpu_count() or 1
     try:
         task = RCNNTask(dd, cache_dir=out_dir / "proposals", proposals=prop, jobs=jobs, data_path=str(data_path), max_train=max_train,
-                        log=Log(config.quiet).info, **settings)
+                        val_split=val_split, max_val=max_val, log=Log(config.quiet).info, **settings)
     except ValueError as exc:
         raise UsageError(str(exc)) from None
     result = fit(task, config, out_dir, resume_state=state, command="train rcnn", args=args)

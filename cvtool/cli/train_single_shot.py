@@ -87,6 +87,15 @@ def train_command(
 
 def run(runner: RunnerOptions, opts: SingleShotOptions, *, data: Path | None, out: Path | None,
         resume: Path | None, overwrite: bool, json_out: bool, args: dict[str, Any]) -> None:
+    """Hold the run folder's lock (one run per folder), then :func:`_run`."""
+    from cvtool.cli.train_common import run_lock
+
+    with run_lock(out, resume, "train single-shot"):
+        _run(runner, opts, data=data, out=out, resume=resume, overwrite=overwrite, json_out=json_out, args=args)
+
+
+def _run(runner: RunnerOptions, opts: SingleShotOptions, *, data: Path | None, out: Path | None,
+        resume: Path | None, overwrite: bool, json_out: bool, args: dict[str, Any]) -> None:
     """Resolve the run, build the task and fit it (the command's body, callable from Python)."""
     import numpy as np
 
@@ -103,12 +112,17 @@ def run(runner: RunnerOptions, opts: SingleShotOptions, *, data: Path | None, ou
         settings.update(width=mc.get("width", opts.width), center_fraction=mc.get("center_fraction", 0.5),
                         in_channels=mc.get("in_channels"), box_weight=tc.get("box_weight", opts.box_weight),
                         max_shift=tc.get("max_shift", opts.max_shift))
-    dd = load_detection_data(data_path, val_split=opts.val_split, max_val=opts.max_val, seed=config.seed)
+    val_split, max_val = opts.val_split, opts.max_val
+    if state is not None:  # score the images the run scored before (its best.pt was picked on them)
+        tc = state.get("task_config") or {}
+        val_split, max_val = str(tc.get("val_split") or val_split), int(tc.get("max_val") or max_val)
+    dd = load_detection_data(data_path, val_split=val_split, max_val=max_val, seed=config.seed)
     max_train = opts.max_train
     if state is not None and max_train is None:
         max_train = (state.get("task_config") or {}).get("max_train")
     if max_train is not None and max_train < len(dd.train):
         dd.train = dd.train.subset(np.arange(max_train))
-    task = SingleShotTask(dd, data_path=str(data_path), max_train=max_train, **settings)
+    task = SingleShotTask(dd, data_path=str(data_path), max_train=max_train, val_split=val_split, max_val=max_val,
+                          **settings)
     result = fit(task, config, out_dir, resume_state=state, command="train single-shot", args=args)
     report_result(result, out_dir, quiet=config.quiet, json_out=json_out)

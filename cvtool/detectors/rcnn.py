@@ -501,7 +501,7 @@ class RCNNTask:
     def __init__(self, data: Any, *, cache_dir: Path, proposals: ProposalSettings | None = None, width: int = 16,
                  warp_size: int = 32, context_pad: int = 4, rois_per_image: int = 16, fg_fraction: float = 0.25,
                  box_weight: float = 1.0, jobs: int = 1, data_path: str = "", in_channels: int | None = None,
-                 max_train: int | None = None,
+                 max_train: int | None = None, val_split: str = "val", max_val: int | None = None,
                  log: Any = None) -> None:
         from cvtool.detectors.tensors import channels_of
 
@@ -521,7 +521,8 @@ class RCNNTask:
         self.box_weight = box_weight
         self.data_path = data_path
         self.max_train = max_train
-        self._rng = np.random.default_rng(0)
+        self.val_split, self.max_val = val_split, max_val  # recorded so --resume scores the same images
+        self._seed = 0
         if log is not None:
             log(f"selective search on {len(data.train)} train + {len(data.val)} val images "
                 f"(cached in {cache_dir})")
@@ -540,28 +541,36 @@ class RCNNTask:
 
     def task_config(self) -> dict[str, Any]:
         return {"data": self.data_path, "max_train": self.max_train, "rois_per_image": self.rois_per_image,
-                "fg_fraction": self.fg_fraction, "box_weight": self.box_weight}
+                "fg_fraction": self.fg_fraction, "box_weight": self.box_weight, "val_split": self.val_split,
+                "max_val": self.max_val}
 
     def build_model(self) -> nn.Module:
         return RCNNNet(self.config)
 
     def train_batches(self, env: Any, *, batch_size: int, seed: int) -> Any:
         from cvtool.detectors.tensors import to_channels
-        from cvtool.runner.data import TensorBatches
+        from cvtool.runner.data import SampleDraws, TensorBatches
 
-        self._rng = np.random.default_rng(seed)
+        self._seed = seed
         imgs = np.stack([to_channels(im, self.config.in_channels) for im in self.data.train.images])
-        return TensorBatches({"images": torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()},
+        base = TensorBatches({"images": torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous()},
                              batch_size=batch_size, seed=seed, ctx=env.dist, device=env.device)
+        return SampleDraws(base, n=len(imgs), k=0, seed=seed)  # adds "epoch" for the RoI sampling seed
 
     def loss(self, model: nn.Module, batch: dict[str, torch.Tensor], env: Any):
+        from cvtool.runner.data import draw_seed
+
         x = batch["images"].float() / 255.0
         which, boxes, labels, targets, reg = [], [], [], [], []
         std = torch.tensor(BOX_STD)
+        epoch = int(batch["epoch"][0]) if "epoch" in batch else 0
         for j, i in enumerate(batch["index"].tolist()):
             cand, rl = self.candidates[i]
+            # RoIs drawn from (seed, epoch, image index) only: a resumed run draws what the
+            # uninterrupted run drew, with no generator state to save
+            rng = np.random.default_rng(draw_seed(self._seed, epoch, i))
             sel = torch.from_numpy(sample_rois(rl, num=self.rois_per_image, fg_fraction=self.fg_fraction,
-                                               rng=self._rng))
+                                               rng=rng))
             which.append(torch.full((sel.numel(),), j, dtype=torch.int64))
             boxes.append(cand[sel])
             labels.append(rl.labels[sel])

@@ -459,7 +459,8 @@ def config_dict(config: SingleShotConfig) -> dict[str, Any]:
 
 
 def shift_batch(images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor, *,
-                generator: torch.Generator, max_shift: int) -> tuple[torch.Tensor, torch.Tensor]:
+                generator: torch.Generator | None = None, max_shift: int,
+                u: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Random per-image translations that keep every object inside the canvas.
 
     Each image is rolled by an integer ``(dx, dy)`` drawn uniformly from the
@@ -471,6 +472,12 @@ def shift_batch(images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
     images : (B, C, H, W) tensor
     boxes : (B, M, 4) tensor, padded
     labels : (B, M) tensor, -1 marks padding
+    generator : torch.Generator, optional
+        Source of the draws when ``u`` is not given.
+    u : (B, 2) tensor, optional
+        Uniform draws in [0, 1) for each image's x and y shift (training passes
+        per-sample draws of :class:`cvtool.runner.data.SampleDraws`, so a
+        resumed run shifts exactly as the uninterrupted one).
 
     Returns
     -------
@@ -487,7 +494,12 @@ def shift_batch(images: torch.Tensor, boxes: torch.Tensor, labels: torch.Tensor,
     hi_x = torch.clamp(torch.floor(w - x2), min=0, max=max_shift)
     lo_y = torch.clamp(-torch.floor(y1), min=-max_shift, max=0)
     hi_y = torch.clamp(torch.floor(h - y2), min=0, max=max_shift)
-    u = torch.rand((2, b), generator=generator).to(boxes.device)
+    if u is None:
+        if generator is None:
+            raise ValueError("shift_batch needs draws u or a generator")
+        u = torch.rand((2, b), generator=generator).to(boxes.device)
+    else:
+        u = u.to(device=boxes.device, dtype=torch.float32).reshape(b, 2).t()
     dx = (lo_x + torch.floor(u[0] * (hi_x - lo_x + 1))).clamp(max=hi_x).long().cpu()
     dy = (lo_y + torch.floor(u[1] * (hi_y - lo_y + 1))).clamp(max=hi_y).long().cpu()
     out = torch.stack([torch.roll(images[i], shifts=(int(dy[i]), int(dx[i])), dims=(1, 2)) for i in range(b)])
@@ -515,7 +527,7 @@ class SingleShotTask:
 
     def __init__(self, data: Any, *, width: int = 16, center_fraction: float = 0.5, box_weight: float = 1.0,
                  max_shift: int = 16, data_path: str = "", in_channels: int | None = None,
-                 max_train: int | None = None) -> None:
+                 max_train: int | None = None, val_split: str = "val", max_val: int | None = None) -> None:
         from cvtool.detectors.tensors import channels_of
 
         self.data = data
@@ -532,7 +544,7 @@ class SingleShotTask:
         self.max_shift = max_shift
         self.data_path = data_path
         self.max_train = max_train
-        self._generator = torch.Generator().manual_seed(0)
+        self.val_split, self.max_val = val_split, max_val  # recorded so --resume scores the same images
         self._points: dict[tuple[int, int, str], torch.Tensor] = {}
 
     def model_config(self) -> dict[str, Any]:
@@ -540,21 +552,22 @@ class SingleShotTask:
 
     def task_config(self) -> dict[str, Any]:
         return {"data": self.data_path, "max_train": self.max_train, "box_weight": self.box_weight,
-                "max_shift": self.max_shift}
+                "max_shift": self.max_shift, "val_split": self.val_split, "max_val": self.max_val}
 
     def build_model(self) -> nn.Module:
         return SingleShotNet(self.config)
 
     def train_batches(self, env: Any, *, batch_size: int, seed: int) -> Any:
         from cvtool.detectors.tensors import to_channels
-        from cvtool.runner.data import TensorBatches
+        from cvtool.runner.data import SampleDraws, TensorBatches
 
-        self._generator.manual_seed(seed)
         imgs = np.stack([to_channels(im, self.config.in_channels) for im in self.data.train.images])
         boxes, labels = self.data.train.padded()
         tensors = {"images": torch.from_numpy(imgs).permute(0, 3, 1, 2).contiguous(),
                    "boxes": torch.from_numpy(boxes), "labels": torch.from_numpy(labels)}
-        return TensorBatches(tensors, batch_size=batch_size, seed=seed, ctx=env.dist, device=env.device)
+        base = TensorBatches(tensors, batch_size=batch_size, seed=seed, ctx=env.dist, device=env.device)
+        # shift draws from (seed, epoch, sample index) only: a resumed run repeats them exactly
+        return SampleDraws(base, n=len(imgs), k=2, seed=seed)
 
     def _grid(self, h: int, w: int, device: torch.device) -> torch.Tensor:
         key = (h, w, str(device))
@@ -566,7 +579,7 @@ class SingleShotTask:
         x = batch["images"].float() / 255.0
         boxes, labels = batch["boxes"], batch["labels"]
         if self.max_shift > 0:
-            x, boxes = shift_batch(x, boxes, labels, generator=self._generator, max_shift=self.max_shift)
+            x, boxes = shift_batch(x, boxes, labels, u=batch["u"], max_shift=self.max_shift)
         h, w = x.shape[2:]
         hp, wp = -(-h // PAD_MULTIPLE) * PAD_MULTIPLE, -(-w // PAD_MULTIPLE) * PAD_MULTIPLE
         if (hp, wp) != (h, w):

@@ -27,6 +27,8 @@ so a checkpoint that saves is a checkpoint that loads).
 
 from __future__ import annotations
 
+import errno
+import io
 import os
 import pickle
 import zipfile
@@ -36,7 +38,7 @@ from typing import Any
 
 import torch
 
-from cvtool.errors import BadInputError
+from cvtool.errors import BadInputError, CvtoolError
 
 FORMAT = "cvtool-checkpoint"
 FORMAT_VERSION = 1
@@ -75,6 +77,9 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     ------
     TypeError
         ``state`` holds something other than plain values (see :func:`check_plain`).
+    CvtoolError
+        The write failed (full disk, file-size limit, permissions); the message
+        names the file, and nothing is left under ``path`` or beside it.
     """
     from cvtool.io.atomic import atomic_open
 
@@ -83,8 +88,18 @@ def save_checkpoint(path: str | os.PathLike[str], state: Mapping[str, Any]) -> P
     full = {"format": FORMAT, "format_version": FORMAT_VERSION, **state}
     check_plain(full)
     path = Path(path)
-    with atomic_open(path, "wb", overwrite=True) as fh:
-        torch.save(full, fh)
+    # Serialised in memory first (checkpoints here are megabytes), so a failing disk
+    # surfaces as the OSError of a plain write, with its errno, not as a zip-writer error.
+    buf = io.BytesIO()
+    torch.save(full, buf)
+    try:
+        with atomic_open(path, "wb", overwrite=True) as fh:
+            fh.write(buf.getbuffer())
+    except OSError as exc:  # the temp file is gone; nothing appears under ``path``
+        reason = exc.strerror or type(exc).__name__
+        if exc.errno == errno.EFBIG:
+            reason += " (the file-size limit, ulimit -f)"
+        raise CvtoolError(f"{path}: cannot save the checkpoint: {reason}") from None
     return path
 
 

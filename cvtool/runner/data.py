@@ -102,6 +102,56 @@ class TensorBatches:
             yield batch
 
 
+def draw_seed(seed: int, epoch: int, stream: int = 0) -> int:
+    """A 63-bit seed for the draws of ``(seed, epoch, stream)`` (distinct triples, distinct seeds)."""
+    import numpy as np
+
+    ss = np.random.SeedSequence([seed & (2**64 - 1), epoch, stream, 0x63767464])  # "cvtd"
+    return int(ss.generate_state(1, np.uint64)[0] >> np.uint64(1))
+
+
+class SampleDraws:
+    """A :class:`BatchSource` whose batches also carry per-sample random draws.
+
+    Each batch gets ``"u"``, ``(B, k)`` uniform floats in ``[0, 1)``, and
+    ``"epoch"``, ``(B,)`` int64.  A sample's draws depend only on ``seed``, the
+    epoch and the sample's index, never on the batch, the process or how many
+    batches ran before, so a run resumed mid-epoch (or split across DDP
+    processes) draws exactly what the uninterrupted run drew, with no random
+    generator state to save.
+
+    Parameters
+    ----------
+    base : BatchSource
+        Batches holding ``"index"``.
+    n : int
+        Samples in the dataset.
+    k : int
+        Draws per sample and epoch (0: only ``"epoch"`` is added).
+    seed : int
+    """
+
+    def __init__(self, base: Any, *, n: int, k: int, seed: int) -> None:
+        if k < 0:
+            raise ValueError(f"k must be >= 0, got {k}")
+        self.base, self.n, self.k, self.seed = base, n, k, seed
+
+    def __len__(self) -> int:
+        return len(self.base)
+
+    def epoch_batches(self, epoch: int, *, start: int = 0) -> Iterator[dict[str, torch.Tensor]]:
+        u = None
+        if self.k:
+            g = torch.Generator().manual_seed(draw_seed(self.seed, epoch))
+            u = torch.rand(self.n, self.k, generator=g)
+        for batch in self.base.epoch_batches(epoch, start=start):
+            idx = batch["index"]
+            if u is not None:
+                batch["u"] = u[idx.cpu()].to(idx.device)
+            batch["epoch"] = torch.full_like(idx, epoch)
+            yield batch
+
+
 class _Indexed(Dataset):
     def __init__(self, dataset: Dataset) -> None:
         self.dataset = dataset

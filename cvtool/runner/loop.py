@@ -44,6 +44,7 @@ Under ``torchrun --nproc_per_node N`` the same call trains with DDP: the global
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import json
@@ -64,11 +65,14 @@ from cvtool.runner import distributed as distmod
 from cvtool.runner.checkpoint import load_checkpoint, save_checkpoint
 from cvtool.runner.data import BatchSource
 from cvtool.runner.distributed import DistContext
+from cvtool.runner.lock import run_folder_lock
 
 OPTIMIZERS = ("adam", "adamw", "sgd")
 SCHEDULERS = ("onecycle", "cosine", "constant")
 LAST = Path("weights") / "last.pt"
 BEST = Path("weights") / "best.pt"
+MAX_THREADS = 256
+"""Most torch threads a run may ask for (each is an OS thread with its own stack)."""
 RUNTIME_FIELDS = ("device", "amp", "channels_last", "compile", "quiet", "deterministic", "threads")
 """Settings a resumed run may change (with ``epochs``); the rest come from the checkpoint."""
 
@@ -144,8 +148,8 @@ class TrainConfig:
             raise UsageError(f"--scheduler {self.scheduler!r}: choose one of {', '.join(SCHEDULERS)}")
         if not 0 < self.warmup < 1:
             raise UsageError(f"--warmup {self.warmup}: must be between 0 and 1")
-        if self.threads < 0:
-            raise UsageError(f"--threads {self.threads}: must be >= 0")
+        if not 0 <= self.threads <= MAX_THREADS:
+            raise UsageError(f"--threads {self.threads}: must be in [0, {MAX_THREADS}] (0: torch's default)")
         if self.grad_clip < 0:
             raise UsageError(f"--grad-clip {self.grad_clip}: must be >= 0")
         return self
@@ -272,8 +276,6 @@ class MetricsLog:
         from cvtool.io.atomic import atomic_write_text
 
         self.rows.append(row)
-        atomic_write_text(self.out_dir / "metrics.jsonl",
-                          "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self.rows), overwrite=True)
         columns: list[str] = []
         for r in self.rows:
             columns += [k for k in r if k not in columns]
@@ -281,7 +283,13 @@ class MetricsLog:
         writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
         writer.writeheader()
         writer.writerows(self.rows)
-        atomic_write_text(self.out_dir / "metrics.csv", buf.getvalue(), overwrite=True)
+        files = {"metrics.jsonl": "".join(json.dumps(r, separators=(",", ":")) + "\n" for r in self.rows),
+                 "metrics.csv": buf.getvalue()}
+        for name, text in files.items():
+            try:
+                atomic_write_text(self.out_dir / name, text, overwrite=True)
+            except OSError as exc:
+                raise CvtoolError(f"{self.out_dir / name}: cannot write: {exc.strerror or exc}") from None
 
 
 def read_run_checkpoint(run_dir: str | Path) -> dict[str, Any]:
@@ -418,6 +426,11 @@ def epoch_line(row: Mapping[str, Any], epochs: int) -> str:
 # ---------------------------------------------------------------------------
 
 
+def _plain_row(row: Mapping[str, Any]) -> dict[str, Any]:
+    """A metrics row with only str/int/float/bool values (what a checkpoint may hold)."""
+    return {str(k): v for k, v in row.items() if isinstance(v, (str, int, float, bool))}
+
+
 def _rng_state(device: torch.device) -> dict[str, Any]:
     state: dict[str, Any] = {"cpu": torch.get_rng_state()}
     if device.type == "cuda":
@@ -454,9 +467,10 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
     Returns
     -------
     dict
-        ``epochs`` (completed), ``best_score``, ``best_epoch``, ``last``, ``best``
-        (paths), ``metrics`` (the final row; empty when no epoch ran and on
-        ranks other than 0), ``rank`` and ``world_size``.
+        ``epochs`` (completed), ``best_score``, ``best_epoch``, ``best_metrics``
+        (the metrics row of ``best_epoch``, the epoch ``best.pt`` holds), ``last``,
+        ``best`` (paths), ``metrics`` (the final row; empty when no epoch ran and
+        on ranks other than 0), ``rank`` and ``world_size``.
 
     Raises
     ------
@@ -481,7 +495,10 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
     device = devmod.resolve_device(config.device)
     dctx = distmod.setup(device)
     device = dctx.device
+    held = contextlib.ExitStack()
     try:
+        if dctx.is_main:  # one run per folder (re-entrant: the CLI may hold it already)
+            held.enter_context(run_folder_lock(out, command=command))
         if config.batch_size % dctx.world_size:
             raise UsageError(f"--batch-size {config.batch_size} does not split evenly across "
                              f"{dctx.world_size} processes")
@@ -496,6 +513,7 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
         if channels_last:
             raw = raw.to(memory_format=torch.channels_last)
         start_epoch, start_batch, best_score, best_epoch = 0, 0, -math.inf, 0
+        best_row: dict[str, Any] = {}
         if resume_state is not None:
             if resume_state.get("kind") != task.kind:
                 raise BadInputError(f"cannot resume: the checkpoint is a {resume_state.get('kind')!r} model, "
@@ -508,6 +526,7 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
             start_batch = int(resume_state.get("batch", 0))
             best_score = float(resume_state.get("best_score", -math.inf))
             best_epoch = int(resume_state.get("best_epoch", 0))
+            best_row = dict(resume_state.get("best_metrics") or {})
         train_model = distmod.wrap_model(raw, dctx)
         if config.compile:
             train_model = torch.compile(train_model)
@@ -538,13 +557,15 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
         if main:
             out.mkdir(parents=True, exist_ok=True)
         metrics = MetricsLog.read(out, upto_epoch=start_epoch) if resume_state is not None else MetricsLog(out)
+        if best_epoch and not best_row:  # checkpoints from before best_metrics was stored
+            best_row = next((r for r in metrics.rows if int(r.get("epoch", 0)) == best_epoch), {})
         manifest = dict(command=command, args=dict(args or {}), seed=config.seed,
                         device=devmod.describe_device(device), started=started)
         if main:
             write_manifest(out, finished=None, counts={"epochs_done": start_epoch, "world_size": dctx.world_size},
                            extra={"kind": task.kind, "config": config.to_dict()}, **manifest)
 
-        def state(epoch: int, batch: int) -> dict[str, Any]:
+        def state(epoch: int, batch: int, partial: Mapping[str, float] | None = None) -> dict[str, Any]:
             st = {
                 "kind": task.kind, "classes": list(task.classes),
                 "category_ids": [int(c) for c in task.category_ids],
@@ -552,12 +573,14 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                 "model_config": task.model_config(),
                 "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "scaler": scaler.state_dict(), "epoch": epoch, "batch": batch,
-                "best_score": best_score, "best_epoch": best_epoch,
+                "best_score": best_score, "best_epoch": best_epoch, "best_metrics": _plain_row(best_row),
                 "config": config.to_dict(), "cvtool_version": __version__,
                 "rng": _rng_state(device), "world_size": dctx.world_size,
             }
             if hasattr(task, "task_config"):
                 st["task_config"] = task.task_config()
+            if partial:  # the loss sums of the batches done in this epoch (all processes)
+                st["epoch_sums"] = dict(partial)
             return st
 
         progress = _Progress(quiet=config.quiet, enabled=main)
@@ -568,6 +591,11 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                 first = start_batch if epoch == start_epoch else 0
                 sums: dict[str, torch.Tensor] = {}
                 seen = 0
+                if epoch == start_epoch and first and main and resume_state is not None:
+                    # a run stopped mid-epoch: its batches so far count towards this epoch's train loss
+                    saved = dict(resume_state.get("epoch_sums") or {})
+                    seen = int(saved.pop("__seen__", 0))
+                    sums = {k: torch.tensor(float(v), dtype=torch.float64, device=device) for k, v in saved.items()}
                 progress.start(epoch, config.epochs, steps, first)
                 devmod.synchronize(device)
                 t0 = time.perf_counter()
@@ -590,10 +618,17 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                         v = torch.as_tensor(v, dtype=torch.float64, device=device).detach() * n
                         sums[k] = sums[k] + v if k in sums else v
                     progress.advance(float(loss.detach()) if progress.tty else None)
-                    if distmod.any_flag(stop.set, dctx):
+                    if i + 1 < steps and distmod.any_flag(stop.set, dctx):
+                        # (a stop during the last batch finishes the epoch: validation and
+                        # best.pt, then the epoch-end stop below)
                         progress.stop()
+                        keys = sorted(sums)
+                        done = distmod.all_reduce_sum(torch.stack(
+                            [sums[k] for k in keys] + [torch.tensor(float(seen), dtype=torch.float64,
+                                                                    device=device)]), dctx).tolist()
+                        partial = {**dict(zip(keys, done[:-1])), "__seen__": done[-1]}
                         if main:
-                            save_checkpoint(out / LAST, state(epoch, i + 1))
+                            save_checkpoint(out / LAST, state(epoch, i + 1, partial))
                             progress.line(f"stopped in epoch {epoch + 1} after batch {i + 1}; "
                                           f"saved {out / LAST} (continue with --resume {out})")
                         raise KeyboardInterrupt
@@ -623,7 +658,7 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                                 "device": devmod.describe_device(device)})
                     score = float(val["score"])
                     if score > best_score:
-                        best_score, best_epoch = score, epoch + 1
+                        best_score, best_epoch, best_row = score, epoch + 1, row
                         save_checkpoint(out / BEST, state(epoch + 1, 0))
                     save_checkpoint(out / LAST, state(epoch + 1, 0))
                     metrics.append(row)
@@ -643,9 +678,11 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                                   "best_score": best_score if math.isfinite(best_score) else None},
                            **manifest)
         return {"epochs": done, "best_score": best_score, "best_epoch": best_epoch,
+                "best_metrics": best_row if main else {},
                 "last": str(out / LAST), "best": str(out / BEST), "metrics": last_row,
                 "rank": dctx.rank, "world_size": dctx.world_size}
     finally:
+        held.close()
         distmod.teardown(dctx)
         torch.set_num_threads(threads_before)
         torch.use_deterministic_algorithms(deterministic_before)
