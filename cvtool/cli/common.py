@@ -58,6 +58,8 @@ class Backend(str, Enum):
 
 
 BackendOpt = Annotated[Backend, typer.Option("--backend", help="Parallel backend for folder jobs.")]
+InPlaceOpt = Annotated[bool, typer.Option(
+    "--in-place", help="Allow outputs to replace their own inputs (--out at the inputs' folder; with --overwrite).")]
 
 
 EXAMPLE_WIDTH = 76  # help is indented by 4 columns: the examples fit an 80-column terminal
@@ -289,6 +291,7 @@ def run_folder_job(
     recursive: bool = False,
     overwrite: bool = False,
     skip_existing: bool = False,
+    in_place: bool = False,
     jobs: int = 0,
     backend: str = "loky",
     scheduler: str | None = None,
@@ -304,7 +307,8 @@ def run_folder_job(
     Returns the exit code (0, or 1 when any input failed).  ``on_result`` is
     called in the main process with each ok outcome, in input order (use it to
     stream aggregated outputs); ``record`` maps an ok outcome to the JSONL record
-    printed with ``--json`` (default: path and output).
+    printed with ``--json`` (default: path and output).  An output that would
+    replace one of the inputs is refused (exit 2) unless ``in_place`` is set.
     """
     from cvtool.batch import BatchReport, plan_tasks, run_batch
     from cvtool.io.manifest import now_iso, write_manifest
@@ -313,6 +317,8 @@ def run_folder_job(
     log = Log(quiet)
     started = now_iso()
     items = expand_inputs(inputs, recursive=recursive)
+    if out is not None and not in_place:
+        refuse_replacing_inputs(items, out, out_name)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         from cvtool.io.atomic import remove_stale_temp_files
@@ -352,6 +358,25 @@ def run_folder_job(
         emit_json({"summary": summary, "out": str(out) if out else None,
                    "failures": [{"path": f.path, "reason": f.reason} for f in report.failures]})
     return report.exit_code
+
+
+def refuse_replacing_inputs(items: Sequence[Any], out: Path, out_name: Callable[..., Any] | None) -> None:
+    """Raise a usage error when an output path of a folder job is one of its input files.
+
+    Outputs mirror input paths under ``--out``, so ``--out`` equal to an input
+    folder (or a folder that contains the inputs at their mirrored place) would
+    replace the originals.  Links are resolved, so a link to the input folder counts.
+    """
+    from cvtool.errors import UsageError
+
+    sources = {os.path.realpath(item.path): item for item in items}
+    for item in items:
+        rel = out_name(item) if out_name else item.rel
+        target = os.path.realpath(out / Path(*rel.parts))
+        if target in sources:
+            raise UsageError(f"--out {out} would replace the input {sources[target].path} with its output; "
+                             "choose an output folder outside the inputs, or pass --in-place (with --overwrite) "
+                             "to replace the originals")
 
 
 def _parallel_settings(jobs: int, backend: str, n_tasks: int) -> dict[str, Any]:

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cvtool.cli.common import (BackendOpt, JobsOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
+from cvtool.cli.common import (BackendOpt, InPlaceOpt, JobsOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
                                SchedulerOpt, SkipExistingOpt, Backend, command_args, examples, handle_errors,
                                run_folder_job)
 
@@ -69,6 +69,7 @@ def edges_command(
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
+    in_place: InPlaceOpt = False,
     jobs: JobsOpt = 0,
     backend: BackendOpt = Backend.loky,
     scheduler: SchedulerOpt = None,
@@ -115,7 +116,7 @@ def edges_command(
     code = run_folder_job(
         command="edges", inputs=inputs, out=out, func=job,
         out_name=lambda item: item.rel.with_suffix(ext), recursive=recursive, overwrite=overwrite,
-        skip_existing=skip_existing, jobs=jobs, backend=backend.value, scheduler=scheduler, quiet=quiet,
+        skip_existing=skip_existing, in_place=in_place, jobs=jobs, backend=backend.value, scheduler=scheduler, quiet=quiet,
         json_out=json_out,
         args=command_args(),
         record=ok_record,

@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cvtool.cli.common import (BackendOpt, JobsOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
+from cvtool.cli.common import (BackendOpt, InPlaceOpt, JobsOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt, QuietOpt, RecursiveOpt,
                                SchedulerOpt, SeedOpt, SkipExistingOpt, Backend, command_args, examples,
                                handle_errors, run_folder_job)
 
@@ -78,6 +78,7 @@ def filter_command(
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
+    in_place: InPlaceOpt = False,
     jobs: JobsOpt = 0,
     backend: BackendOpt = Backend.loky,
     scheduler: SchedulerOpt = None,
@@ -122,7 +123,7 @@ def filter_command(
 
     code = run_folder_job(
         command="filter", inputs=inputs, out=out, func=job,
-        out_name=out_name, recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, jobs=jobs,
+        out_name=out_name, recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, in_place=in_place, jobs=jobs,
         backend=backend.value, scheduler=scheduler, quiet=quiet, json_out=json_out,
         args=command_args(),
         seed=seed,

@@ -9,7 +9,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cvtool.cli.common import (BackendOpt, Backend, InputsArg, JobsOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt,
+from cvtool.cli.common import (BackendOpt, InPlaceOpt, Backend, InputsArg, JobsOpt, JsonOpt, MaxPixelsOpt, OverwriteOpt,
                                QuietOpt, RecursiveOpt, SchedulerOpt, SkipExistingOpt, command_args, examples,
                                handle_errors, run_folder_job)
 from cvtool.errors import UsageError
@@ -202,6 +202,7 @@ def hog_command(
     scheduler: SchedulerOpt = None,
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
+    in_place: InPlaceOpt = False,
     max_pixels: MaxPixelsOpt = 200_000_000,
     quiet: QuietOpt = False,
     json_out: JsonOpt = False,
@@ -261,7 +262,7 @@ def hog_command(
 
     code = run_folder_job(
         command="hog", inputs=inputs, out=out, func=functools.partial(hog_one, config=config),
-        out_name=out_name, recursive=recursive, overwrite=overwrite, skip_existing=skip_existing,
+        out_name=out_name, recursive=recursive, overwrite=overwrite, skip_existing=skip_existing, in_place=in_place,
         jobs=jobs, backend=backend.value, scheduler=scheduler, quiet=quiet, json_out=json_out,
         args=args, on_result=collector.add if collector else None, record=record)
     if collector is not None:

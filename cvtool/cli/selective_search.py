@@ -18,7 +18,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cvtool.cli.common import (BackendOpt, Backend, InputsArg, JobsOpt, JsonOpt, MaxPixelsOpt,
+from cvtool.cli.common import (BackendOpt, InPlaceOpt, Backend, InputsArg, JobsOpt, JsonOpt, MaxPixelsOpt,
                                OverwriteOpt, QuietOpt, RecursiveOpt, SchedulerOpt, SeedOpt,
                                SkipExistingOpt, Log, command_args, examples, handle_errors,
                                run_folder_job)
@@ -183,6 +183,7 @@ def selective_search_command(
     recursive: RecursiveOpt = False,
     overwrite: OverwriteOpt = False,
     skip_existing: SkipExistingOpt = False,
+    in_place: InPlaceOpt = False,
     jobs: JobsOpt = 0,
     backend: BackendOpt = Backend.loky,
     scheduler: SchedulerOpt = None,
@@ -264,7 +265,7 @@ def selective_search_command(
 
         code = run_folder_job(
             command="selective-search", inputs=inputs, out=out, out_name=out_name, recursive=recursive,
-            overwrite=overwrite or not draw, skip_existing=skip_existing and bool(draw), jobs=jobs,
+            overwrite=overwrite or not draw, skip_existing=skip_existing and bool(draw), in_place=in_place, jobs=jobs,
             backend=backend.value, scheduler=scheduler, quiet=quiet, json_out=json_out, args=args, seed=seed,
             func=functools.partial(search_one, config=config), on_result=on_result, record=record)
     raise typer.Exit(code)
