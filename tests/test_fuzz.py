@@ -151,8 +151,8 @@ _json_value = st.recursive(_json_leaf, lambda c: st.one_of(st.lists(c, max_size=
 
 
 @st.composite
-def mutated_json(draw, doc):
-    """A JSON document with a few values replaced, keys dropped or lists emptied."""
+def mutated_json(draw, doc, values=None):
+    """A JSON document with a few values replaced (drawn from ``values``, default any JSON), keys dropped."""
     import copy
 
     doc = copy.deepcopy(doc)
@@ -172,7 +172,7 @@ def mutated_json(draw, doc):
         elif action == "drop":
             parent.pop(key)
         else:
-            parent[key] = draw(_json_value)
+            parent[key] = draw(_json_value if values is None else values)
     return doc
 
 
@@ -260,6 +260,101 @@ def test_text_box_reader(tmp_path_factory, lines, box_format, relative):
     root = tmp_path_factory.mktemp("txt")
     (root / "a.txt").write_text("\n".join(lines))
     _accept(read_text_boxes, root, box_format=box_format, relative=relative, image_size_default=(64, 48))
+
+
+# ------------------------------------- dataset files: absurd values and other layouts (#13)
+_extreme_leaf = st.sampled_from([2 ** 63, 2 ** 70, -(2 ** 63) - 1, 1e30, 1e300, -1e300, float("inf"),
+                                 float("nan"), 0, -1, 70000, 2 ** 16, 0.5, "cat", "dog", "a\nb", " cat", "",
+                                 "\u2028", "\ud800", "images/2.png", [1e300, 0, 1, 1], [0, 0, 1e-300, 1e-300]]
+                                ).map(lambda v: list(v) if isinstance(v, list) else v)  # fresh lists: mutated later
+
+
+def _check_valid(ds):
+    """What an accepted dataset guarantees: sizes in range, ids int64, names writable, boxes in the image."""
+    from cvtool.datasets.core import MAX_IMAGE_SIDE, check_name
+
+    assert all(0 < im.width <= MAX_IMAGE_SIDE and 0 < im.height <= MAX_IMAGE_SIDE for im in ds.images)
+    assert len({c.name for c in ds.categories}) == len(ds.categories)
+    for c in ds.categories:
+        check_name(c.name, "fuzz")
+    assert ds.ann_image_ids.dtype == np.int64 and ds.ann_labels.dtype == np.int64
+    if ds.num_annotations:
+        by_id = ds.image_by_id
+        w = np.array([by_id[int(i)].width for i in ds.ann_image_ids])
+        h = np.array([by_id[int(i)].height for i in ds.ann_image_ids])
+        b = ds.ann_boxes
+        assert np.isfinite(b).all() and (b[:, 0] >= 0).all() and (b[:, 2] <= w).all() and (b[:, 3] <= h).all()
+
+
+@given(st.data())
+def test_coco_reader_absurd_values(tmp_path_factory, data):
+    from cvtool.datasets.coco import read_coco
+
+    root = tmp_path_factory.mktemp("coco_x")
+    doc = _coco_doc(root)
+    fields = ([("images", i, f) for i in (0, 1) for f in ("id", "width", "height", "file_name")]
+              + [("annotations", i, f) for i in (0, 1, 2) for f in ("id", "image_id", "category_id", "bbox", "area")]
+              + [("categories", i, f) for i in (0, 1) for f in ("id", "name")])
+    for section, i, name in data.draw(st.lists(st.sampled_from(fields), min_size=1, max_size=3)):
+        doc[section][i][name] = data.draw(_extreme_leaf)
+    if data.draw(st.booleans()):
+        doc = data.draw(mutated_json(doc, values=_extreme_leaf))
+    p = root / "annotations.json"
+    p.write_text(json.dumps(doc))
+    ds = _accept(read_coco, p, clip=data.draw(st.booleans()))
+    if ds is not None:
+        _check_valid(ds)
+
+
+_VOC_NUMBERS = st.sampled_from(["1e300", "-1", "0", "nan", "inf", "70000", "65536", "1.5", "", "0x10", "30",
+                                "20", "99999999999999999999999"])
+
+
+@given(st.lists(_VOC_NUMBERS, min_size=6, max_size=6), st.sampled_from(["a.png", "a", "../a.png", "b.png", ""]),
+       st.booleans())
+def test_flat_voc_reader_numbers(tmp_path_factory, numbers, filename, clip):
+    from cvtool.datasets import load_dataset
+
+    root = tmp_path_factory.mktemp("vocflat")
+    (root / "annotations").mkdir()
+    (root / "images").mkdir()
+    cv2.imwrite(str(root / "images" / "a.png"), np.zeros((20, 30), np.uint8))
+    w, h, x1, y1, x2, y2 = numbers
+    (root / "annotations" / "a.xml").write_text(
+        f"<annotation><filename>{filename}</filename><size><width>{w}</width><height>{h}</height></size>"
+        f"<object><name>cat</name><bndbox><xmin>{x1}</xmin><ymin>{y1}</ymin><xmax>{x2}</xmax><ymax>{y2}</ymax>"
+        "</bndbox></object></annotation>")
+    ds = _accept(load_dataset, root, clip=clip)
+    if ds is not None:
+        _check_valid(ds)
+        for im in ds.images:
+            _accept(ds.image_path, im)
+
+
+_DARKNET_LINES = st.sampled_from(["data/obj_train_data/a.png", "obj_train_data/a.png", "/abs/path/a.png",
+                                  "../../a.png", "data/../../etc/passwd", "", "obj_train_data/b.png", "x"])
+_OBJ_DATA = st.sampled_from(["classes = 2\ntrain = data/train.txt\nnames = data/obj.names\n",
+                             "train = train.txt\n", "names = ../../etc/passwd\n", "garbage\n", "",
+                             "train = /etc/passwd\n", "valid = data/train.txt\n"])
+
+
+@given(_OBJ_DATA, st.lists(_DARKNET_LINES, max_size=3),
+       st.lists(st.text(alphabet="0123456789 .-e\tnaif", max_size=30), max_size=3), st.booleans())
+def test_darknet_reader(tmp_path_factory, obj_data, listing, labels, names):
+    from cvtool.datasets import load_dataset
+
+    root = tmp_path_factory.mktemp("darknet")
+    (root / "obj_train_data").mkdir()
+    cv2.imwrite(str(root / "obj_train_data" / "a.png"), np.zeros((20, 30), np.uint8))
+    (root / "obj_train_data" / "a.txt").write_text("\n".join(labels))
+    (root / "obj.data").write_text(obj_data)
+    if names:
+        (root / "obj.names").write_text("car\nbus\n")
+    (root / "train.txt").write_text("\n".join(listing))
+    ds = _accept(load_dataset, root)
+    if ds is not None:
+        _check_valid(ds)
+        assert all(ds.image_path(im).resolve().is_relative_to(root.resolve()) for im in ds.images)
 
 
 # ------------------------------------------------------------- model files

@@ -85,7 +85,10 @@ def _annotation_arrays_fast(anns: list) -> _Arrays | None:
     if difficult.dtype.kind not in "iub" or difficult.shape != (k,):
         return None
     has_area = np.array([v is not None for v in raw_area])
-    area = np.array([v if v is not None else 0.0 for v in raw_area])
+    try:
+        area = np.array([v if v is not None else 0.0 for v in raw_area])
+    except (TypeError, ValueError):  # a list or other odd value among the areas
+        return None
     if area.dtype.kind not in "iuf" or area.shape != (k,):
         return None
     return (ids.astype(np.int64), image_ids.astype(np.int64), labels.astype(np.int64), xywh.astype(np.float64),
