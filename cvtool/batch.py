@@ -10,11 +10,24 @@ process boundaries, so memory stays bounded whatever the folder size.
 
 Per-file failures never stop the job: they become ``failed`` outcomes and the
 :class:`BatchReport` turns them into exit code 1 at the end.
+
+Interruption: in-process work (``jobs=1`` and the ``threading`` backend) runs
+on daemon threads while the main thread waits in short timed waits, so Ctrl-C
+and SIGTERM are handled at once even while a worker sits in a long OpenCV or
+NumPy call.  Interrupted, the job stops the writes of its threads (their temp
+files are deleted, nothing new appears), kills ``loky`` workers, removes their
+temp files, and the CLI exits 130 without waiting for the abandoned call
+(:func:`exit_if_abandoned`).  A ``loky`` worker whose parent died (SIGKILL)
+notices within half a second, deletes its temp files and exits.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import queue
+import sys
+import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -161,7 +174,10 @@ def _limit_cv2_threads(threads: int) -> None:
         pass
 
 
-def _run_one(func: Callable[[Task], Any], task: Task, cv2_threads: int | None) -> Outcome:
+def _run_one(func: Callable[[Task], Any], task: Task, cv2_threads: int | None,
+             parent_pid: int | None = None) -> Outcome:
+    if parent_pid is not None:
+        _watch_parent(parent_pid)
     if cv2_threads is not None:
         _limit_cv2_threads(cv2_threads)
     t0 = time.perf_counter()
@@ -179,6 +195,160 @@ def _run_one(func: Callable[[Task], Any], task: Task, cv2_threads: int | None) -
                    time.perf_counter() - t0)
 
 
+# ---------------------------------------------------------------------------
+# Orphaned workers: a loky worker exits when the process that started it dies
+# ---------------------------------------------------------------------------
+
+PARENT_POLL_SECONDS = 0.5
+_watched_parent: int | None = None
+
+
+def _exit_orphaned() -> None:
+    from cvtool.io.atomic import stop_writes
+
+    stop_writes(None)  # delete this process's temp files; nothing new appears
+    os._exit(1)
+
+
+def _parent_watchdog(parent_pid: int) -> None:
+    while True:
+        time.sleep(PARENT_POLL_SECONDS)
+        if os.getppid() != parent_pid:
+            _exit_orphaned()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """In a worker process: exit now if ``parent_pid`` is gone, and watch it from then on.
+
+    A killed parent (SIGKILL, OOM killer) cannot stop its workers; without this
+    they would finish their queued images and idle for minutes.  The worker is
+    re-parented when its parent dies, so ``os.getppid()`` changing is the
+    portable signal.  Costs one ``getppid`` per task and a thread that wakes
+    twice a second.
+    """
+    global _watched_parent
+    if os.getppid() != parent_pid:
+        _exit_orphaned()
+    if _watched_parent == parent_pid or os.getpid() == parent_pid:
+        return
+    _watched_parent = parent_pid
+    threading.Thread(target=_parent_watchdog, args=(parent_pid,), name="cvtool-parent-watch",
+                     daemon=True).start()
+
+
+# ---------------------------------------------------------------------------
+# In-process work on daemon threads, interruptible while a C call runs
+# ---------------------------------------------------------------------------
+
+WAIT_SECONDS = 0.25
+_abandoned: list[threading.Thread] = []
+
+
+def _thread_worker(func: Callable[[Task], Any], requests: queue.SimpleQueue, results: queue.SimpleQueue,
+                   cancelled: threading.Event, cv2_threads: int | None) -> None:
+    while True:
+        request = requests.get()
+        if request is None or cancelled.is_set():
+            return
+        index, task = request
+        try:
+            results.put((index, True, _run_one(func, task, cv2_threads)))
+        except BaseException as exc:  # noqa: BLE001 - handed to the main thread
+            results.put((index, False, exc))
+
+
+def _next_result(results: queue.SimpleQueue) -> tuple[int, bool, Any]:
+    # Short timed waits keep the main thread responsive to signals on every platform.
+    while True:
+        try:
+            return results.get(timeout=WAIT_SECONDS)
+        except queue.Empty:
+            continue
+
+
+def _run_in_threads(func: Callable[[Task], Any], tasks: Sequence[Task], n: int,
+                    cv2_threads: int | None) -> Iterator[Outcome]:
+    requests: queue.SimpleQueue = queue.SimpleQueue()
+    results: queue.SimpleQueue = queue.SimpleQueue()
+    cancelled = threading.Event()
+    threads = [threading.Thread(target=_thread_worker, args=(func, requests, results, cancelled, cv2_threads),
+                                name=f"cvtool-batch-{i}", daemon=True) for i in range(n)]
+    for t in threads:
+        t.start()
+    window = 2 * n
+    pending: dict[int, tuple[bool, Any]] = {}
+    submitted = done = 0
+    try:
+        while done < len(tasks):
+            while submitted < len(tasks) and submitted - done < window:
+                requests.put((submitted, tasks[submitted]))
+                submitted += 1
+            while done not in pending:
+                index, ok, value = _next_result(results)
+                pending[index] = (ok, value)
+            ok, value = pending.pop(done)
+            done += 1
+            if not ok:
+                raise value
+            yield value
+    except BaseException:
+        cancelled.set()
+        _abandon(threads)
+        raise
+    finally:
+        for _ in threads:
+            requests.put(None)
+
+
+def _abandon(threads: Sequence[threading.Thread]) -> None:
+    """Stop the writes of worker threads that may still be in a call; remember them."""
+    from cvtool.io.atomic import stop_writes
+
+    for t in threads:
+        stop_writes(t)
+        if t.is_alive():
+            _abandoned.append(t)
+
+
+def abandoned_work() -> bool:
+    """True when an interrupted job left a worker thread still inside a call."""
+    return any(t.is_alive() for t in _abandoned)
+
+
+def exit_if_abandoned(code: int) -> None:
+    """Exit the process now with ``code`` if an interrupted job left a thread in a long call.
+
+    Python would otherwise wait at exit for nothing useful, or tear the
+    interpreter down under a thread that is still inside OpenCV.  The
+    thread's writes are already stopped and its temp files deleted.
+    """
+    if not abandoned_work():
+        return
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
+def _remove_temp_files_of_dead_workers(root: Path | None) -> None:
+    if root is None:
+        return
+    from cvtool.io.atomic import remove_stale_temp_files
+
+    with contextlib.suppress(OSError):
+        remove_stale_temp_files(root)
+
+
+def _temp_root(tasks: Sequence[Task]) -> Path | None:
+    outs = [str(t.out.parent) for t in tasks if t.out is not None]
+    if not outs:
+        return None
+    try:
+        return Path(os.path.commonpath(outs))
+    except ValueError:  # mixed absolute and relative paths
+        return None
+
+
 def run_batch(
     func: Callable[[Task], Any],
     tasks: Sequence[Task],
@@ -186,6 +356,7 @@ def run_batch(
     jobs: int | None = None,
     backend: str = "loky",
     scheduler: str | None = None,
+    temp_root: str | os.PathLike[str] | None = None,
 ) -> Iterator[Outcome]:
     """Map ``func`` over ``tasks`` and yield outcomes in task order as they finish.
 
@@ -204,6 +375,10 @@ def run_batch(
         address such as ``tcp://127.0.0.1:8786``) and the ``cvtool[dask]`` extra.
     scheduler : str, optional
         Dask scheduler address.
+    temp_root : path-like, optional
+        Folder (searched recursively) where an interrupted job deletes the
+        temp files of killed ``loky`` workers (default: the common folder of
+        the tasks' outputs).
 
     Yields
     ------
@@ -214,7 +389,8 @@ def run_batch(
     -----
     OpenCV's own thread pool is limited to ``cores // jobs`` threads per worker
     so jobs x threads does not oversubscribe the machine.  With ``jobs=1`` the
-    function runs in-process with OpenCV's default threading.
+    function runs in-process (on one worker thread) with OpenCV's default
+    threading.  See the module docstring for what an interruption does.
     """
     if backend not in BACKENDS:
         raise UsageError(f"unknown backend {backend!r}; choose one of {', '.join(BACKENDS)}")
@@ -226,14 +402,16 @@ def run_batch(
     n = jobs if jobs and jobs > 0 else cores
     n = min(n, len(tasks)) if backend != "dask" else n
     if n == 1 and backend != "dask":
-        for task in tasks:
-            yield _run_one(func, task, None)
+        yield from _run_in_threads(func, tasks, 1, None)
         return
     threads = max(1, cores // n)
+    if backend == "threading":
+        yield from _run_in_threads(func, tasks, n, threads)
+        return
     from joblib import Parallel, delayed, parallel_config
 
-    calls: Iterable = (delayed(_run_one)(func, t, threads) for t in tasks)
     if backend == "dask":
+        calls: Iterable = (delayed(_run_one)(func, t, threads) for t in tasks)
         try:
             from dask.distributed import Client
         except ImportError:
@@ -248,5 +426,13 @@ def run_batch(
         finally:
             client.close()
         return
-    with parallel_config(backend=backend, n_jobs=n):
-        yield from Parallel(return_as="generator", pre_dispatch="2*n_jobs", batch_size=1)(calls)
+    parent = os.getpid()
+    calls = (delayed(_run_one)(func, t, threads, parent) for t in tasks)
+    root = Path(temp_root) if temp_root is not None else _temp_root(tasks)
+    try:
+        with parallel_config(backend=backend, n_jobs=n):
+            yield from Parallel(return_as="generator", pre_dispatch="2*n_jobs", batch_size=1)(calls)
+    except BaseException:
+        # joblib has killed the workers (SIGKILL, reaped): their temp files are stale now.
+        _remove_temp_files_of_dead_workers(root)
+        raise

@@ -215,17 +215,26 @@ def _render_chunk(chunk: _Chunk, pool: ObjectPool | None = None,
             images[k] = image
         if chunk.images_dir is not None:
             data = encode_png(image, level=chunk.png_level)
-            fd = os.open(os.path.join(chunk.images_dir, f"{index:06d}.png"),
-                         os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
-            try:
-                os.write(fd, data)
-            finally:
-                os.close(fd)
+            _write_file(os.path.join(chunk.images_dir, f"{index:06d}.png"), data)
         all_boxes.append(boxes)
         all_labels.append(labels)
         counts[k] = len(labels)
     return (np.concatenate(all_boxes).astype(np.float64), np.concatenate(all_labels).astype(np.int64),
             counts, images)
+
+
+def _write_file(name: str, data: bytes) -> None:
+    """Write all of ``data`` (os.write may write less: a file-size limit); errors name the file."""
+    from cvtool.io.atomic import naming_write_errors
+
+    with naming_write_errors(name):
+        fd = os.open(name, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+        finally:
+            os.close(fd)
 
 
 class NpzStreamWriter:
@@ -265,24 +274,25 @@ class NpzStreamWriter:
         return info
 
     def add_images(self, images: np.ndarray) -> None:
-        self.stream.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
+        from cvtool.io.atomic import naming_write_errors
+
+        with naming_write_errors(self.path):
+            self.stream.write(np.ascontiguousarray(images, dtype=np.uint8).tobytes())
         self.written += images.shape[0]
 
     def close(self, arrays: dict[str, np.ndarray]) -> None:
         if self.written != self.expected:
             raise RuntimeError(f"npz writer got {self.written} images, expected {self.expected}")
-        self.stream.close()
-        for name, arr in arrays.items():
-            buf = io.BytesIO()
-            np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
-            self.zf.writestr(self._info(f"{name}.npy"), buf.getvalue())
-        self.zf.close()
-        if self.overwrite:
-            os.replace(self.tmp, self.path)
-        else:
-            from cvtool.io.atomic import _commit
+        from cvtool.io.atomic import _commit, naming_write_errors
 
-            _commit(self.tmp, self.path, False)
+        with naming_write_errors(self.path):
+            self.stream.close()
+            for name, arr in arrays.items():
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(arr), allow_pickle=False)
+                self.zf.writestr(self._info(f"{name}.npy"), buf.getvalue())
+            self.zf.close()
+            _commit(self.tmp, self.path, self.overwrite)
 
     def abort(self) -> None:
         try:
@@ -399,6 +409,13 @@ def write_split(plan: SplitPlan, settings: SceneSettings, *, seed: int, opts: Ou
             write_annotations(tmp_dir, result, plan.pool.class_names, category_ids, fmt=opts.format)
             commit_dir(tmp_dir, final_dir, overwrite=opts.overwrite)
         return result
+    except OSError as exc:  # name the file as it would have appeared, not the temp folder
+        if isinstance(exc.filename, str) and exc.filename.startswith(str(tmp_dir)):
+            from cvtool.io.atomic import WriteError
+
+            name = str(final_dir) + exc.filename[len(str(tmp_dir)):]
+            raise WriteError(exc.errno, exc.strerror, name) from None
+        raise
     finally:
         if npz_writer is not None:
             npz_writer.abort()
