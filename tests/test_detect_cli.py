@@ -113,3 +113,50 @@ def test_detect_refuses_non_models(cli, tmp_path, real_gray):
     assert res.exit_code == 1 and "unknown model kind 'nonsense'" in res.stderr
     res = cli(["detect", tmp_path / "a.png", "--model", tmp_path / "nothing", "--out", tmp_path / "o"])
     assert res.exit_code == 2 and "--model" in res.stderr and "does not exist" in res.stderr  # a usage error (#12)
+
+
+def test_detect_outputs_evaluate_alike_without_gt(cli, trained, tmp_path):
+    """detect without --gt on the last images of the test split: its ids (1..N) are not the ground truth's,
+    yet detections.json, detections.jsonl and labels/ (yolo) all score what pycocotools gives with the right ids
+    (before: detections.json scored other images' boxes, exit 0; labels/ was read as 'class score a b c d')."""
+    import contextlib
+    import io
+
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    data, run, _ = trained
+    gt_path = data / "test" / "annotations.json"
+    gt = json.loads(gt_path.read_text())
+    files = sorted((data / "test" / "images").glob("*.png"))[-3:]
+    out = tmp_path / "d"
+    res = cli(["detect", *files, "--model", run, "--out", out, "--format", "yolo", "--conf", "0.05", "-q"])
+    assert res.exit_code == 0, res.stderr
+    results = json.loads((out / "detections.json").read_text())
+    assert {r["file_name"] for r in results} <= {f.name for f in files}
+    by_name = {im["file_name"].split("/")[-1]: im["id"] for im in gt["images"]}
+    assert any(r["image_id"] != by_name[r["file_name"]] for r in results)   # the ids really are not the GT's
+    # the reference: pycocotools on the ground truth of those images, ids fixed by file name
+    keep = {by_name[f.name] for f in files}
+    sub = {**gt, "images": [im for im in gt["images"] if im["id"] in keep],
+           "annotations": [a for a in gt["annotations"] if a["image_id"] in keep]}
+    (tmp_path / "gt.json").write_text(json.dumps(sub))
+    fixed = [{**r, "image_id": by_name[r["file_name"]]} for r in results]
+    with contextlib.redirect_stdout(io.StringIO()):
+        coco_gt = COCO(str(tmp_path / "gt.json"))
+        ev = COCOeval(coco_gt, coco_gt.loadRes(fixed), "bbox")
+        ev.evaluate(), ev.accumulate(), ev.summarize()
+    assert ev.stats[1] > 0.3
+    for pred in (out / "detections.json", out / "detections.jsonl", out):
+        r = cli(["eval", "--gt", tmp_path / "gt.json", "--pred", pred, "--json"])
+        assert r.exit_code == 0, r.output
+        assert json.loads(r.stdout)["stats"]["AP"] == pytest.approx(ev.stats[0], abs=1e-6), pred
+    # labels/ holds 6-decimal relative boxes: equal to within that rounding
+    r = cli(["eval", "--gt", tmp_path / "gt.json", "--pred", out / "labels", "--json"])
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["stats"]["AP"] == pytest.approx(ev.stats[0], abs=2e-3)
+    # an older detections.json without file names, beside a run.json without --gt: refused, not scored
+    (out / "detections.json").write_text(json.dumps([{k: v for k, v in x.items() if k != "file_name"}
+                                                     for x in results]))
+    r = cli(["eval", "--gt", tmp_path / "gt.json", "--pred", out / "detections.json"])
+    assert r.exit_code == 1 and "without --gt" in r.stderr

@@ -29,7 +29,23 @@ def test_coco_results_json(cli):
     assert data["stats"]["AP"] == pytest.approx(COCO100_AP, abs=1e-6)
     assert set(data["stats"]) >= {"AP50", "AR100", "ARl", "AR50", "AR75"}
     assert len(data["per_class"]) == 80
-    assert "AP75" in result.stderr and "person" in result.stderr   # the table is on stderr
+    assert "person" not in result.stderr and "AP75" not in result.stderr   # --json replaces the table
+
+
+def test_table_is_the_result_on_stdout(tmp_path):
+    """The table is data: on stdout (JSON replaces it); logs stay on stderr.  Separate streams, real process."""
+    import subprocess
+    import sys
+
+    args = [sys.executable, "-m", "cvtool", "eval", "--gt", str(COCO_GT), "--pred", str(COCO_DT)]
+    res = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "person" in res.stdout and "AP75" in res.stdout and "0.5036" in res.stdout
+    assert "person" not in res.stderr and "0.5036" not in res.stderr
+    quiet = subprocess.run(args + ["--quiet"], capture_output=True, text=True, timeout=120)
+    assert quiet.stdout == res.stdout and quiet.stderr == ""      # --quiet silences logs, not the result
+    js = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=120)
+    assert json.loads(js.stdout)["stats"]["AP"] == pytest.approx(COCO100_AP, abs=1e-6)
 
 
 def test_detect_jsonl_matched_by_base_name(cli, tmp_path):
@@ -235,6 +251,7 @@ def test_several_prediction_sets_compared(cli, tmp_path):
     assert full["name"] == "coco100" and cut["name"] == "half"  # folder names of detections.json
     assert abs(full["stats"]["AP"] - 0.503647) < 1e-6
     assert cut["stats"]["AP"] < full["stats"]["AP"]
-    assert "half" in res.stderr and "AP50" in res.stderr
+    res = cli(["eval", "--gt", COCO_GT, "--pred", COCO_DT, "--pred", half])
+    assert "half" in res.stdout and "AP50" in res.stdout and "half" not in res.stderr
     res = cli(["eval", "--gt", COCO_GT, "--pred", COCO_DT, "--pred", half, "--csv", tmp_path / "x.csv"])
     assert res.exit_code == 2

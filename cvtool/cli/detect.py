@@ -183,6 +183,7 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
                                        scores=np.asarray(det.scores),
                                        labels=cat_ids[np.asarray(det.labels, np.int64)])
                     for entry in coco_results(part):
+                        entry["file_name"] = rel  # eval matches by name when the ids are not the ground truth's
                         coco.write(("[" if n_coco == 0 else ",") + json.dumps(entry, separators=(",", ":")))
                         n_coco += 1
                 if config.fmt == "yolo":
@@ -232,7 +233,8 @@ def detect_command(
 
     Writes OUT/detections.jsonl (one record per image: file, width, height,
     boxes xyxy, scores, labels, names, category_ids), OUT/detections.json (COCO
-    results, for `cvtool eval`), with --format yolo OUT/labels/*.txt, with
+    results with each input's file_name, for `cvtool eval`, which matches them
+    to the ground truth by that name), with --format yolo OUT/labels/*.txt, with
     --draw OUT/drawn/*, and OUT/run.json.  Unreadable images are reported and
     skipped; the exit code is then 1.
     """

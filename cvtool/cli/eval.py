@@ -1,7 +1,8 @@
 """`cvtool eval`: COCO, VOC, localisation and proposal metrics of predictions against ground truth.
 
-The readable table goes to stderr (silenced by ``--quiet``); ``--json`` prints
-one JSON document with named keys on stdout; ``--csv FILE`` writes the
+The readable table is the result and goes to stdout (``--json`` prints one
+JSON document with named keys there instead); logs and warnings go to stderr
+(``--quiet`` silences the logs); ``--csv FILE`` writes the
 per-class table; ``--plots DIR`` writes PR curves (one PNG per class and
 ``overall.png``) and ``DIR/run.json``.
 """
@@ -27,6 +28,7 @@ EPILOG = examples(
     "cvtool eval --gt data/test/annotations.json --pred props/proposals.jsonl --metric proposals",
     "cvtool eval --gt annotations.json --pred results.json --plots plots/ --csv per_class.csv --overwrite",
     "cvtool eval --gt data/digits --pred dets/hog-svm --pred dets/single-shot",
+    "cvtool eval --gt data/voc --pred runs/detect/predict/labels --pred-format yolo --metric voc",
 )
 
 
@@ -51,6 +53,7 @@ class PredFormat(str, Enum):
     coco = "coco"
     jsonl = "jsonl"
     text = "text"
+    yolo = "yolo"
 
 
 @dataclass(frozen=True)
@@ -93,9 +96,38 @@ def _check_outputs(config: EvalConfig) -> None:
         raise UsageError(f"--counts must be positive, got {list(config.counts)}")
 
 
-def run_eval(config: EvalConfig):
-    """Load inputs, evaluate; return the report object of the chosen metric."""
-    from cvtool.eval.inputs import load_ground_truth, load_predictions, load_proposals
+@dataclass
+class EvalRun:
+    """A report and what reading the inputs noticed."""
+
+    report: object
+    ignored_classes: dict[str, int]
+    notes: list[str]
+
+    def to_dict(self) -> dict:
+        out = self.report.to_dict()
+        if self.ignored_classes:
+            out["ignored_predictions"] = {"total": sum(self.ignored_classes.values()),
+                                          "by_class": dict(self.ignored_classes)}
+        return out
+
+
+def _pixel_sides(config: EvalConfig, gt_fmt: str, pred_fmt: str) -> tuple[bool, bool]:
+    """``--voc-pixels``: which sides to convert from VOC pixel indices (VOC XML already is); refuse relative boxes."""
+    from cvtool.errors import UsageError
+
+    if gt_fmt == "yolo" or pred_fmt == "yolo" or config.relative:
+        what = "YOLO ground truth" if gt_fmt == "yolo" else "YOLO predictions" if pred_fmt == "yolo" else "--relative"
+        raise UsageError(f"--voc-pixels describes boxes given as pixel indices; {what} holds relative values")
+    return gt_fmt != "voc", True
+
+
+def run_eval(config: EvalConfig) -> EvalRun:
+    """Load inputs, evaluate; return the report of the chosen metric and the readers' notes."""
+    import dataclasses
+
+    from cvtool.eval.inputs import (gt_format_of, load_ground_truth, load_predictions, load_proposals,
+                                    pixels_to_continuous, prediction_format)
 
     gt = load_ground_truth(config.gt, split=config.split, format=config.gt_format, box_format=config.box_format,
                            relative=config.relative, clip=config.clip)
@@ -103,21 +135,43 @@ def run_eval(config: EvalConfig):
         from cvtool.eval.proposals import evaluate_proposals
 
         proposals = load_proposals(config.pred, gt)
-        return evaluate_proposals(gt, proposals, counts=config.counts, iou_thresholds=config.iou or (0.5, 0.7))
-    pred = load_predictions(config.pred, gt, format=config.pred_format, box_format=config.box_format,
-                            relative=config.relative)
+        return EvalRun(evaluate_proposals(gt, proposals, counts=config.counts,
+                                          iou_thresholds=config.iou or (0.5, 0.7)), {}, [])
+    gt_fmt = gt_format_of(config.gt, split=config.split, format=config.gt_format)
+    pred_fmt = prediction_format(config.pred, config.pred_format) if Path(config.pred).exists() else "coco"
+    notes: list[str] = []
+    unknown: dict[str, int] = {}
+    pred = load_predictions(config.pred, gt, format=pred_fmt, box_format=config.box_format,
+                            relative=config.relative, unknown=unknown)
+    if config.voc_pixels:
+        gt_side, pred_side = _pixel_sides(config, gt_fmt, pred_fmt)
+        if gt_side:
+            gt = dataclasses.replace(gt, ann_boxes=pixels_to_continuous(gt.ann_boxes))
+        if pred_side:
+            pred = dataclasses.replace(pred, boxes=pixels_to_continuous(pred.boxes))
+    elif gt_fmt == "voc" and pred_fmt == "text":
+        notes.append("VOC XML boxes are pixel indices (read as x1-1, y1-1, x2, y2); the text detections are "
+                     "taken as continuous xyxy; if they are pixel indices too (VOC devkit files), pass --voc-pixels")
+    if unknown:
+        listed = ", ".join(f"{k}: {v}" for k, v in sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0])))
+        notes.append(f"{sum(unknown.values())} prediction(s) of classes the ground truth does not have were "
+                     f"ignored ({listed})")
     if config.metric == "coco":
         from cvtool.eval.coco import CocoParams, evaluate_coco
 
-        return evaluate_coco(gt, pred, params=CocoParams(iou_thresholds=config.iou) if config.iou else None)
-    if config.metric in ("voc", "voc11"):
+        report = evaluate_coco(gt, pred, params=CocoParams(iou_thresholds=config.iou) if config.iou else None)
+    elif config.metric in ("voc", "voc11"):
         from cvtool.eval.voc import evaluate_voc
 
-        return evaluate_voc(gt, pred, iou_thresholds=config.iou or (0.5,), pixel_rule=config.voc_pixels,
-                            method="11-point" if config.metric == "voc11" else "all-point")
-    from cvtool.eval.loc import evaluate_localization
+        # --voc-pixels is applied above, by reading both sides as continuous boxes
+        report = evaluate_voc(gt, pred, iou_thresholds=config.iou or (0.5,),
+                              method="11-point" if config.metric == "voc11" else "all-point")
+        report.pixel_rule = config.voc_pixels
+    else:
+        from cvtool.eval.loc import evaluate_localization
 
-    return evaluate_localization(gt, pred, iou_threshold=config.iou[0] if config.iou else 0.6)
+        report = evaluate_localization(gt, pred, iou_threshold=config.iou[0] if config.iou else 0.6)
+    return EvalRun(report, unknown, notes)
 
 
 def write_plots(report, out: Path, *, overwrite: bool) -> list[Path]:
@@ -200,14 +254,17 @@ def _compare(preds: list[Path], *, json_out: bool, log: Log, **fields) -> None:
     rows, records = [], []
     headers: list[str] = []
     for name, path in zip(names, preds):
-        report = run_eval(EvalConfig(pred=path, plots=None, csv=None, overwrite=False, **fields))
-        lines = summary_lines(report)
+        run = run_eval(EvalConfig(pred=path, plots=None, csv=None, overwrite=False, **fields))
+        for note in run.notes:
+            log.warn(f"{path}: {note}")
+        lines = summary_lines(run.report)
         headers = ["predictions"] + [k for k, _ in lines]
         rows.append([name] + [None if isinstance(v, float) and v == -1 else v for _, v in lines])
-        records.append({"name": name, "pred": str(path), **report.to_dict()})
-    log.info(format_table(headers, rows))
+        records.append({"name": name, "pred": str(path), **run.to_dict()})
     if json_out:
         emit_json(json_safe({"gt": str(fields["gt"]), "split": fields["split"], "comparison": records}))
+    else:
+        typer.echo(format_table(headers, rows))
 
 
 @handle_errors
@@ -217,12 +274,12 @@ def eval_command(
     metric: Annotated[Metric, typer.Option("--metric", "-m", help="coco: 12 COCO stats + AR50/AR75; voc: all-point AP; voc11: 11-point AP; loc: single-object accuracy/IoU; proposals: recall and ABO.")] = Metric.coco,
     iou: Annotated[list[float] | None, typer.Option("--iou", help="IoU threshold(s), repeatable. voc/voc11: default 0.5; loc: default 0.6; proposals: default 0.5 and 0.7; coco: replaces the 0.5:0.95 grid.", show_default=False)] = None,
     gt_format: Annotated[GtFormat, typer.Option("--gt-format", help="Ground-truth format (auto: from the path).")] = GtFormat.auto,
-    pred_format: Annotated[PredFormat, typer.Option("--pred-format", help="Prediction format (auto: .jsonl or .json).")] = PredFormat.auto,
+    pred_format: Annotated[PredFormat, typer.Option("--pred-format", help="Prediction format. text: 'class score a b c d' (--box-format, --relative); yolo: 'class cx cy w h score', relative (detect --format yolo, Ultralytics save_txt + save_conf); auto: .jsonl, .json, or yolo for a labels/ folder.")] = PredFormat.auto,
     split: Annotated[str, typer.Option("--split", help="Split of a prepare folder (or of a YOLO data.yaml).")] = "test",
     box_format: Annotated[BoxFormat, typer.Option("--box-format", help="Box values of text files (--gt-format/--pred-format text): lines 'class (score) a b c d'.")] = BoxFormat.xyxy,
     relative: Annotated[bool, typer.Option("--relative", help="Text box values are divided by the image size.")] = False,
     clip: Annotated[bool, typer.Option("--clip", help="Clip ground-truth boxes sticking out of their image instead of refusing them.")] = False,
-    voc_pixels: Annotated[bool, typer.Option("--voc-pixels", help="VOC +1 pixel rule: widths are x2 - x1 + 1, for boxes given as inclusive pixel indices (not needed for VOC XML read by cvtool, already continuous; voc/voc11 only).")] = False,
+    voc_pixels: Annotated[bool, typer.Option("--voc-pixels", help="Boxes are VOC pixel indices (inclusive, as the VOC devkit reads and writes them): widths are x2 - x1 + 1. VOC XML ground truth always is; with this flag every other pixel box source (text, COCO, JSONL) is read so too. voc/voc11 only.")] = False,
     counts: Annotated[list[int] | None, typer.Option("--counts", help="proposals: numbers of proposals to report recall at (default 100 500 1000 2000).", show_default=False)] = None,
     plots: Annotated[Path | None, typer.Option("--plots", help="Folder for PR-curve PNGs (one per class, overall.png) and run.json.", show_default=False)] = None,
     csv: Annotated[Path | None, typer.Option("--csv", help="Write the per-class table as CSV.", show_default=False)] = None,
@@ -232,10 +289,15 @@ def eval_command(
 ) -> None:
     """Score predictions against ground truth: COCO mAP, VOC AP, localisation, proposal recall.
 
-    The table is printed on stderr; --json prints the numbers on stdout.
-    COCO numbers equal pycocotools' (images and categories of the ground truth;
-    -1 marks undefined values).  Detection JSONL records are matched to
-    ground-truth images by file name (exact relative path, else unique base name).
+    The table is printed on stdout (--json prints one JSON document instead);
+    logs and warnings go to stderr.  COCO numbers equal pycocotools' (images
+    and categories of the ground truth; -1 marks undefined values).
+    Predictions of classes the ground truth lacks are ignored with a warning
+    (counted in the JSON under ignored_predictions).  Detection JSONL records,
+    and COCO results that carry a file_name (detect writes one), are matched
+    to ground-truth images by file name (exact relative path, else unique
+    base name).  Text predictions whose columns do not fit the chosen
+    --pred-format are refused (exit 1).
     """
     from cvtool.errors import UsageError
     from cvtool.eval.report import format_table, json_safe, per_class_table, summary_lines, to_csv
@@ -262,14 +324,16 @@ def eval_command(
                         clip=clip, voc_pixels=voc_pixels,
                         counts=tuple(counts or (100, 500, 1000, 2000)), plots=plots, csv=csv, overwrite=overwrite)
     _check_outputs(config)
-    report = run_eval(config)
+    run = run_eval(config)
+    report = run.report
+    for note in run.notes:
+        log.warn(note)
     headers, rows = per_class_table(report)
-    if not quiet:
-        log.info(format_table(headers, rows))
-        log.info("")
+    if not json_out:
         width = max(len(k) for k, _ in summary_lines(report))
-        for k, v in summary_lines(report):
-            log.info(f"{k.ljust(width)}  {v if isinstance(v, int) else 'n/a' if v is None or v != v or v == -1 else f'{v:.4f}'}")
+        summary = [f"{k.ljust(width)}  {v if isinstance(v, int) else 'n/a' if v is None or v != v or v == -1 else f'{v:.4f}'}"
+                   for k, v in summary_lines(report)]
+        typer.echo("\n".join([format_table(headers, rows), "", *summary]))
     if csv is not None:
         atomic_write_text(csv, to_csv(headers, rows), overwrite=overwrite)
         log.info(f"per-class table -> {csv}")
@@ -279,5 +343,5 @@ def eval_command(
                        started=started, finished=now_iso(), counts={"plots": len(written)})
         log.info(f"{len(written)} plot(s) -> {plots}")
     if json_out:
-        data = {"gt": str(gt), "pred": str(pred), "split": split, **report.to_dict()}
+        data = {"gt": str(gt), "pred": str(pred), "split": split, **run.to_dict()}
         emit_json(json_safe(data))

@@ -9,6 +9,21 @@ JSONL (one record per image, written by ``detect``)::
     {"file": "<rel path>", "width": W, "height": H, "boxes": [[x1, y1, x2, y2], ...],
      "scores": [...], "labels": [class index, ...], "names": [...], "category_ids": [...]}
 
+COCO results may carry a ``file_name`` per result (``detect`` writes one);
+then results are matched to ground-truth images by file name, not by
+``image_id``.  Results without it from a ``detect`` run that had no ``--gt``
+(its ``run.json`` beside the file says so) are refused: their ids are 1..N
+in input order, not the ground truth's.
+
+Predictions of classes the ground truth lacks are refused, or, when the
+caller passes an ``unknown`` dict, dropped and counted in it (class name ->
+number of predictions), as the VOC devkit and pycocotools ignore them.
+
+Limits: a JSONL line is at most :data:`MAX_LINE_CHARS` characters; box
+coordinates are at most :data:`MAX_COORD` in magnitude and ids fit in a
+signed 64-bit integer; anything else is a ``BadInputError`` naming the file
+and record.
+
 Records are matched to ground-truth images by ``file`` against the image's
 ``file_name``: the exact relative path first, else a unique base name
 (:class:`FileMatcher`).  Classes come from ``category_ids`` when present,
@@ -33,6 +48,25 @@ from cvtool.datasets.core import Dataset, Predictions
 from cvtool.errors import BadInputError
 
 PRED_FORMATS = ("coco", "jsonl")
+
+#: Longest JSONL line read (characters); a record of one image with 10,000 boxes is about 1 MB.
+MAX_LINE_CHARS = 16 * 1024 * 1024
+#: Largest box coordinate magnitude accepted (pixels); larger values are corrupt, not images.
+MAX_COORD = 1e7
+_MAX_ID = 2**63 - 1
+
+
+def count_unknown(unknown: dict[str, int] | None, keys: Sequence[str], where: str) -> None:
+    """Count predictions of classes the ground truth lacks in ``unknown``, or refuse them when it is None.
+
+    ``keys``: one class description per dropped prediction (a name, ``"category id 7"``, ...).
+    """
+    if not keys:
+        return
+    if unknown is None:
+        raise BadInputError(f"{where}: {keys[0]} is not a ground-truth category")
+    for k in keys:
+        unknown[k] = unknown.get(k, 0) + 1
 
 
 class FileMatcher:
@@ -81,8 +115,22 @@ def _norm(name: str) -> str:
 # ---------------------------------------------------------------------------
 
 
-def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results") -> Predictions:
-    """:class:`Predictions` from a parsed COCO results list, checked against ``gt``."""
+def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results",
+                       unknown: dict[str, int] | None = None, trust_ids: bool = True) -> Predictions:
+    """:class:`Predictions` from a parsed COCO results list, checked against ``gt``.
+
+    Parameters
+    ----------
+    unknown : dict, optional
+        When given, results of categories the ground truth lacks are dropped
+        and counted here (``"category id N"`` -> count); else refused.
+    trust_ids : bool
+        False when the ``image_id`` values are known not to be the ground
+        truth's: then every result must carry a ``file_name``.
+
+    Results that all carry a ``file_name`` are matched to ground-truth
+    images by that name (:class:`FileMatcher`) instead of ``image_id``.
+    """
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         data = data["annotations"]
     if not isinstance(data, list):
@@ -90,7 +138,25 @@ def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results"
                             "{image_id, category_id, bbox, score} objects")
     arrays = _results_arrays_fast(data) or _results_arrays_checked(data, source)
     image_ids, labels, xywh, scores = arrays
+    names = [r.get("file_name") if isinstance(r, dict) else None for r in data]
+    if data and all(isinstance(n, str) and n for n in names):
+        match = FileMatcher(gt)
+        image_ids = np.array([match(n, f"{source}: record {i}") for i, n in enumerate(names)], np.int64)
+    elif data and not trust_ids:
+        raise BadInputError(f"{source}: written by `cvtool detect` without --gt, so its image ids are 1..N in "
+                            "input order, not the ground truth's, and its results carry no file_name; evaluate "
+                            "detections.jsonl beside it (matched by file name) or rerun detect with --gt")
     _check_predictions(image_ids, labels, xywh, scores, gt, source, xywh_boxes=True)
+    cats = np.array([c.id for c in gt.categories], np.int64)
+    lost = ~np.isin(labels, cats)
+    if lost.any():
+        i = int(np.flatnonzero(lost)[0])
+        if unknown is None:
+            raise BadInputError(f"{source}: record {i} has category id {int(labels[i])}, not one of the "
+                                f"ground truth's ({', '.join(str(c) for c in sorted(cats.tolist()))})")
+        count_unknown(unknown, [f"category id {int(v)}" for v in labels[lost]], f"{source}: record {i}")
+        keep = ~lost
+        image_ids, labels, xywh, scores = image_ids[keep], labels[keep], xywh[keep], scores[keep]
     return Predictions(image_ids=image_ids, boxes=box_ops.convert(xywh, "xywh", "xyxy"), scores=scores,
                        labels=labels)
 
@@ -138,13 +204,13 @@ def _results_arrays_checked(data: list, source: Any) -> tuple[np.ndarray, ...]:
                 raise ValueError
             xywh[i] = [_number(v) for v in bbox]
         except (TypeError, ValueError):
-            raise BadInputError(f"{where}: image_id and category_id must be integers, score a number and "
-                                "bbox 4 numbers [x, y, width, height]") from None
+            raise BadInputError(f"{where}: image_id and category_id must be integers (within 64 bits), score a "
+                                "number and bbox 4 numbers [x, y, width, height]") from None
     return image_ids, labels, xywh, scores
 
 
 def _integer(v: Any) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, float)) or v != int(v):
+    if isinstance(v, bool) or not isinstance(v, (int, float)) or not abs(v) <= _MAX_ID or v != int(v):
         raise ValueError
     return int(v)
 
@@ -152,16 +218,24 @@ def _integer(v: Any) -> int:
 def _number(v: Any) -> float:
     if isinstance(v, bool) or not isinstance(v, (int, float)):
         raise ValueError
-    return float(v)
+    try:
+        return float(v)
+    except OverflowError:  # an integer too large for a float
+        raise ValueError from None
 
 
 def _check_predictions(image_ids: np.ndarray, labels: np.ndarray, b: np.ndarray, scores: np.ndarray,
                        gt: Dataset, source: Any, *, xywh_boxes: bool) -> None:
-    """NaN/inf, negative sizes, unknown image and category ids -> BadInputError naming the record."""
+    """NaN/inf, huge values, negative sizes, unknown image ids -> BadInputError naming the record."""
     bad = ~(np.isfinite(b).all(axis=1) & np.isfinite(scores))
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
         raise BadInputError(f"{source}: record {i} has a non-finite box or score")
+    bad = (np.abs(b) > MAX_COORD).any(axis=1)
+    if bad.any():
+        i = int(np.flatnonzero(bad)[0])
+        raise BadInputError(f"{source}: record {i} has a box value beyond {MAX_COORD:g} in magnitude; "
+                            "not pixel coordinates")
     neg = (b[:, 2] < 0) | (b[:, 3] < 0) if xywh_boxes else (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
     if neg.any():
         i = int(np.flatnonzero(neg)[0])
@@ -170,27 +244,44 @@ def _check_predictions(image_ids: np.ndarray, labels: np.ndarray, b: np.ndarray,
     bad = ~np.isin(image_ids, known)
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        raise BadInputError(f"{source}: record {i} refers to image id {int(image_ids[i])}, "
-                            "which the ground truth does not have")
-    cats = np.array([c.id for c in gt.categories], np.int64)
-    bad = ~np.isin(labels, cats)
-    if bad.any():
-        i = int(np.flatnonzero(bad)[0])
-        raise BadInputError(f"{source}: record {i} has category id {int(labels[i])}, not one of the "
-                            f"ground truth's ({', '.join(str(c) for c in sorted(cats.tolist()))})")
+        ids = np.unique(image_ids[bad])
+        raise BadInputError(f"{source}: {int(bad.sum())} of {bad.size} results refer to {ids.size} image id(s) "
+                            f"the ground truth does not have (first: record {i} refers to image id {int(image_ids[i])}; "
+                            f"the ground truth has {known.size} images, ids {int(known.min(initial=0))}.."
+                            f"{int(known.max(initial=0))})")
 
 
-def read_coco_results(path: str | os.PathLike[str], gt: Dataset) -> Predictions:
+def detect_run_without_gt(path: Path) -> bool:
+    """True when ``run.json`` beside ``path`` is a ``cvtool detect`` run that had no ``--gt``."""
+    manifest = path.parent / "run.json"
+    if not manifest.is_file():
+        return False
+    try:
+        run = json.loads(manifest.read_text(encoding="utf-8"))
+    except (OSError, ValueError, RecursionError):
+        return False
+    return isinstance(run, dict) and run.get("command") == "detect" and isinstance(run.get("args"), dict) \
+        and run["args"].get("gt") is None
+
+
+def read_coco_results(path: str | os.PathLike[str], gt: Dataset, *,
+                      unknown: dict[str, int] | None = None) -> Predictions:
     """Read a COCO results JSON against the ground truth ``gt``.
+
+    Results with a ``file_name`` are matched by it; a ``detect`` run without
+    ``--gt`` (from ``run.json`` beside the file) is refused when they lack it.
 
     Raises
     ------
     BadInputError
-        Empty or malformed file, missing keys, non-numbers, NaN/inf, negative
-        sizes, image or category ids the ground truth lacks (naming the record).
+        Empty or malformed file, missing keys, non-numbers, NaN/inf, huge
+        values, negative sizes, image ids the ground truth lacks (with counts),
+        untrustworthy ids, category ids the ground truth lacks (unless
+        ``unknown`` is given).
     """
     path = Path(path)
-    return parse_coco_results(read_json(path), gt, source=path)
+    return parse_coco_results(read_json(path), gt, source=path, unknown=unknown,
+                              trust_ids=not detect_run_without_gt(path))
 
 
 def coco_results(pred: Predictions) -> list[dict[str, Any]]:
@@ -264,10 +355,15 @@ def read_jsonl_records(path: str | os.PathLike[str]) -> list[tuple[int, dict[str
     for n, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
+        if len(line) > MAX_LINE_CHARS:
+            raise BadInputError(f"{path}:{n}: line of {len(line)} characters; records are limited to "
+                                f"{MAX_LINE_CHARS} characters")
         try:
             rec = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BadInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
+        except RecursionError:
+            raise BadInputError(f"{path}:{n}: JSON nested too deeply") from None
         if not isinstance(rec, dict):
             raise BadInputError(f"{path}:{n}: expected one JSON object per line")
         if "summary" in rec and "file" not in rec:
@@ -292,36 +388,44 @@ def _numbers(rec: dict, key: str, where: str, n: int | None, *, rows: bool = Fal
         raise BadInputError(f"{where}: '{key}' must hold numbers" + (" in rows of 4" if rows else ""))
     if not np.isfinite(arr).all():
         raise BadInputError(f"{where}: '{key}' contains NaN or infinite values")
+    if (np.abs(arr) > (MAX_COORD if rows else _MAX_ID)).any():
+        raise BadInputError(f"{where}: '{key}' holds values too large in magnitude")
     return arr
 
 
-def _record_categories(rec: dict, n: int, gt: Dataset, where: str) -> np.ndarray:
+def _record_categories(rec: dict, n: int, gt: Dataset, where: str) -> tuple[np.ndarray, list[str]]:
+    """Category id per box (-1 where the ground truth lacks the class) and the unknown classes' keys."""
     ordered = sorted(c.id for c in gt.categories)
     if "category_ids" in rec:
         ids = _numbers(rec, "category_ids", where, n)
         if (ids != np.round(ids)).any():
             raise BadInputError(f"{where}: 'category_ids' must be integers")
-        return ids.astype(np.int64)
+        ids = ids.astype(np.int64)
+        lost = ~np.isin(ids, ordered)
+        names = rec.get("names") if isinstance(rec.get("names"), list) and len(rec["names"]) == n else None
+        keys = [f"{names[i]!s} (category id {ids[i]})" if names else f"category id {ids[i]}"
+                for i in np.flatnonzero(lost)]
+        return np.where(lost, -1, ids), keys
     if "names" in rec:
         by_name = {c.name: c.id for c in gt.categories}
         names = rec["names"]
-        if not isinstance(names, list) or len(names) != n:
-            raise BadInputError(f"{where}: 'names' must be a list of {n} entries")
-        for name in names:
-            if name not in by_name:
-                raise BadInputError(f"{where}: class name {name!r} is not a ground-truth category "
-                                    f"({', '.join(sorted(by_name))})")
-        return np.array([by_name[x] for x in names], np.int64)
+        if not isinstance(names, list) or len(names) != n or not all(isinstance(x, str) for x in names):
+            raise BadInputError(f"{where}: 'names' must be a list of {n} strings")
+        return np.array([by_name.get(x, -1) for x in names], np.int64), [x for x in names if x not in by_name]
     if "labels" not in rec:
         raise BadInputError(f"{where}: record needs 'category_ids', 'names' or 'labels'")
     idx = _numbers(rec, "labels", where, n)
-    if idx.size and ((idx != np.round(idx)).any() or idx.min() < 0 or idx.max() >= len(ordered)):
-        raise BadInputError(f"{where}: class indices must be integers in 0..{len(ordered) - 1}")
-    return np.array(ordered, np.int64)[idx.astype(np.int64)] if idx.size else np.zeros(0, np.int64)
+    if idx.size and ((idx != np.round(idx)).any() or idx.min() < 0):
+        raise BadInputError(f"{where}: class indices must be integers >= 0")
+    idx = idx.astype(np.int64)
+    lost = idx >= len(ordered)
+    cats = np.array(ordered + [-1], np.int64)[np.where(lost, len(ordered), idx)] if idx.size \
+        else np.zeros(0, np.int64)
+    return cats, [f"class index {i}" for i in idx[lost]]
 
 
-def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *,
-                          require_scores: bool = True) -> Predictions:
+def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_scores: bool = True,
+                          unknown: dict[str, int] | None = None) -> Predictions:
     """Read ``detect``'s JSONL against ``gt`` (records matched by file name).
 
     Parameters
@@ -329,6 +433,9 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *,
     require_scores : bool
         When false, records without ``scores`` (proposals) get scores that
         fall with rank (``1, 1/2, 1/3, ...``).
+    unknown : dict, optional
+        When given, boxes of classes the ground truth lacks are dropped and
+        counted here (class -> count); else refused.
 
     Raises
     ------
@@ -355,24 +462,27 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *,
             s = _numbers(rec, "scores", where, len(b))
         else:
             s = 1.0 / np.arange(1, len(b) + 1)
-        cats = _record_categories(rec, len(b), gt, where) if len(b) else np.zeros(0, np.int64)
-        unknown = ~np.isin(cats, [c.id for c in gt.categories])
-        if unknown.any():
-            raise BadInputError(f"{where}: category id {int(cats[unknown][0])} is not a ground-truth category")
-        parts.append((np.full(len(b), image_id, np.int64), b, s, cats))
+        cats, lost = _record_categories(rec, len(b), gt, where) if len(b) else (np.zeros(0, np.int64), [])
+        count_unknown(unknown, lost, where)
+        keep = cats >= 0 if lost else slice(None)
+        parts.append((np.full(len(b), image_id, np.int64)[keep], b[keep], s[keep], cats[keep]))
     if not parts:
         return Predictions()
     ids, b, s, cats = (np.concatenate(x) for x in zip(*parts))
     return Predictions(image_ids=ids, boxes=b.reshape(-1, 4), scores=s, labels=cats)
 
 
-def read_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str | None = None) -> Predictions:
-    """Detections from a COCO results JSON or a JSONL file (``format`` from the extension when None)."""
+def read_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str | None = None,
+                     unknown: dict[str, int] | None = None) -> Predictions:
+    """Detections from a COCO results JSON or a JSONL file (``format`` from the extension when None).
+
+    ``unknown``: see :func:`read_coco_results` / :func:`read_detections_jsonl`.
+    """
     path = Path(path)
     if format is None:
         format = "jsonl" if path.suffix.lower() == ".jsonl" else "coco"
     if format not in PRED_FORMATS:
         raise ValueError(f"unknown results format {format!r}; valid: {', '.join(PRED_FORMATS)}")
     if format == "jsonl":
-        return read_detections_jsonl(path, gt)
-    return read_coco_results(path, gt)
+        return read_detections_jsonl(path, gt, unknown=unknown)
+    return read_coco_results(path, gt, unknown=unknown)

@@ -1,8 +1,17 @@
 """Plain text box files: one ``NAME.txt`` per image, one box per line.
 
-Ground truth lines are ``class a b c d``; detection lines ``class score a b c d``.
+Ground truth lines are ``class a b c d``; detection lines ``class score a b c d``
+(``layout='text'``) or, as YOLO tools write them (``detect --format yolo``,
+Ultralytics ``save_txt`` + ``save_conf``), ``class cx cy w h score`` relative
+to the image (``layout='yolo'``).
 ``a b c d`` follow a stated ``box_format`` (``xyxy``, ``xywh`` or ``cxcywh``),
 in pixels or, with ``relative=True``, divided by the image width/height.
+
+Detection files whose columns do not fit the stated layout are refused, never
+scored: a score outside [0, 1], a box reaching more than a pixel outside its
+image, a negative width, or (pixel boxes) every box within the first pixel
+of large images raise a ``BadInputError`` naming the file, the line and the
+layout that would fit better.
 ``class`` is a class name, or a 0-based index into ``classes`` /
 ``classes.txt`` when it is an integer that is not itself a name.
 
@@ -29,6 +38,9 @@ from cvtool.datasets.core import Category, Dataset, ImageRecord, Predictions
 from cvtool.errors import BadInputError
 
 TEXT_BOX_FORMATS = ("xyxy", "xywh", "cxcywh")
+PRED_LAYOUTS = ("text", "yolo")
+_LAYOUT_TEXT = {"text": "'class score a b c d' (--pred-format text)",
+                "yolo": "YOLO 'class cx cy w h score', relative to the image (--pred-format yolo)"}
 
 
 def _check_format(box_format: str) -> None:
@@ -47,8 +59,9 @@ def _text_files(path: Path) -> tuple[Path, list[Path]]:
     return path, files
 
 
-def _parse_lines(path: Path, *, with_scores: bool | None) -> tuple[list[str], np.ndarray, np.ndarray | None]:
-    """Class tokens, (L, 4) values and (L,) scores (None without scores)."""
+def _parse_lines(path: Path, *, with_scores: bool | None, score_last: bool = False,
+                 line_numbers: list[int] | None = None) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+    """Class tokens, (L, 4) values and (L,) scores (None without scores); line numbers appended to ``line_numbers``."""
     tokens, vals, scores = [], [], []
     width = None if with_scores is None else (6 if with_scores else 5)
     for n, line in enumerate(read_text(path).splitlines(), start=1):
@@ -58,20 +71,32 @@ def _parse_lines(path: Path, *, with_scores: bool | None) -> tuple[list[str], np
         if width is None:
             width = len(parts) if len(parts) in (5, 6) else 5
         if len(parts) != width:
-            want = "class score a b c d" if width == 6 else "class a b c d"
+            want = ("class cx cy w h score" if score_last else "class score a b c d") if width == 6 \
+                else "class a b c d"
             raise BadInputError(f"{path}:{n}: expected {width} fields ({want}), got {len(parts)}")
         try:
             nums = [float(p) for p in parts[1:]]
         except ValueError:
-            raise BadInputError(f"{path}:{n}: not a number in {line.strip()!r}") from None
+            raise BadInputError(f"{path}:{n}: not a number in field {_first_bad(parts[1:]) + 2}") from None
         if not all(math.isfinite(v) for v in nums):
             raise BadInputError(f"{path}:{n}: NaN or infinite value")
         tokens.append(parts[0])
+        if line_numbers is not None:
+            line_numbers.append(n)
         if width == 6:
-            scores.append(nums[0])
-        vals.append(nums[-4:])
+            scores.append(nums[-1] if score_last else nums[0])
+        vals.append(nums[:4] if score_last else nums[-4:])
     arr = np.array(vals, np.float64).reshape(-1, 4)
     return tokens, arr, (np.array(scores, np.float64) if width == 6 else None)
+
+
+def _first_bad(fields: list[str]) -> int:
+    for i, f in enumerate(fields):
+        try:
+            float(f)
+        except ValueError:
+            return i
+    return 0
 
 
 def _find_image(txt: Path, base: Path) -> Path | None:
@@ -168,14 +193,48 @@ def read_text_boxes(path: str | os.PathLike[str], *, box_format: str = "xyxy", r
 
 
 def read_text_predictions(path: str | os.PathLike[str], gt: Dataset, *, box_format: str = "xyxy",
-                          relative: bool = False) -> Predictions:
-    """Read detection text files (``class score a b c d``) against ``gt``.
+                          relative: bool = False, layout: str = "text", classes: Sequence[str] | None = None,
+                          unknown: dict[str, int] | None = None) -> Predictions:
+    """Read detection text files against ``gt``.
 
-    Files are matched to ground-truth images by stem (``dir/NAME.txt`` <->
-    the image whose ``file_name`` stem is ``NAME``; stems must be unique).
-    ``class`` is a ground-truth category name, or an index into the
-    categories sorted by id.
+    Parameters
+    ----------
+    path : path-like
+        One ``.txt`` file or a folder of them (recursive; ``classes.txt`` skipped).
+    gt : Dataset
+        Files are matched to its images by stem (``dir/NAME.txt`` <-> the
+        image whose ``file_name`` stem is ``NAME``; stems must be unique).
+    box_format : {'xyxy', 'xywh', 'cxcywh'}
+        ``layout='text'`` only.
+    relative : bool
+        ``layout='text'`` only: values are divided by the image size.
+    layout : {'text', 'yolo'}
+        ``text``: ``class score a b c d``; ``yolo``: ``class cx cy w h score``
+        with relative values (``box_format`` and ``relative`` are then fixed).
+    classes : sequence of str, optional
+        Names of the class indices in the files (e.g. the detector's classes);
+        default: the ground-truth categories sorted by id.  A class token is a
+        name, else an index into these.
+    unknown : dict, optional
+        When given, lines of classes the ground truth lacks are dropped and
+        counted here (class -> count); else refused.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``box_format`` or ``layout``.
+    BadInputError
+        Malformed lines, files matching no image, classes the ground truth
+        lacks (without ``unknown``), and columns that do not fit ``layout``:
+        a score outside [0, 1], a box more than a pixel outside its image
+        (when its size is known: an image file, or relative values), a
+        negative width or height, pixel boxes all inside the first pixel of
+        large images (each naming the file, line and the likely layout).
     """
+    if layout not in PRED_LAYOUTS:
+        raise ValueError(f"unknown layout {layout!r}; valid: {', '.join(PRED_LAYOUTS)}")
+    if layout == "yolo":
+        box_format, relative = "cxcywh", True
     _check_format(box_format)
     path = Path(path)
     _, files = _text_files(path)
@@ -183,26 +242,73 @@ def read_text_predictions(path: str | os.PathLike[str], gt: Dataset, *, box_form
     for im in gt.images:
         by_stem.setdefault(Path(im.file_name).stem, []).append(im)
     cats = sorted(gt.categories, key=lambda c: c.id)
-    names = [c.name for c in cats]
-    cat_ids = np.array([c.id for c in cats], np.int64)
+    gt_ids = {c.name: c.id for c in cats}
+    names = list(classes) if classes is not None else [c.name for c in cats]
     src = box_format + ("n" if relative else "")
-    parts = []
+    other = "yolo" if layout == "text" else "text"
+    parts, tiny, big = [], True, False
     for f in files:
         hits = by_stem.get(f.stem, [])
         if len(hits) != 1:
             raise BadInputError(f"{f}: matches {len(hits)} ground-truth images by name {f.stem!r}")
         im = hits[0]
-        toks, vals, scores = _parse_lines(f, with_scores=True)
+        lines: list[int] = []
+        toks, vals, scores = _parse_lines(f, with_scores=True, score_last=layout == "yolo", line_numbers=lines)
+
+        def refuse(i: int, what: str) -> BadInputError:
+            return BadInputError(f"{f}:{lines[i]}: {what}: read as {_LAYOUT_TEXT[layout]}; these columns do not "
+                                 f"fit it (a {_LAYOUT_TEXT[other]} file?)")
+
         b = box_ops.convert(vals, src, "xyxy", image_size=(im.width, im.height)) if relative else \
             box_ops.convert(vals, src, "xyxy")
-        bad = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
-        if bad.any():
-            raise BadInputError(f"{f}: box {int(np.flatnonzero(bad)[0])} has a negative width or height")
-        lab = cat_ids[np.array(_class_ids(toks, list(names), f, grow=False), np.int64) - 1] if toks else \
-            np.zeros(0, np.int64)
-        parts.append((np.full(len(b), im.id, np.int64), b, scores, lab))
+        bad = np.flatnonzero((scores < 0) | (scores > 1))
+        if bad.size:
+            raise refuse(int(bad[0]), f"score {scores[bad[0]]:g} is outside [0, 1]")
+        bad = np.flatnonzero((b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1]))
+        if bad.size:
+            raise refuse(int(bad[0]), "negative box width or height")
+        # image sizes are known from an image file (or are what relative values refer to); text ground truth
+        # without images only gives a lower bound (the smallest size holding its boxes)
+        sized = relative or Path(im.file_name).suffix.lower() in IMAGE_SUFFIXES
+        outside = (b[:, 0] < -1) | (b[:, 1] < -1) | (b[:, 2] > im.width + 1) | (b[:, 3] > im.height + 1)
+        bad = np.flatnonzero(outside & sized)
+        if bad.size:
+            i = int(bad[0])
+            raise refuse(i, f"box {[round(float(v), 3) for v in b[i]]} (xyxy pixels) lies more than a pixel "
+                            f"outside the {im.width}x{im.height} image")
+        if len(b):
+            tiny &= bool((b[:, 2:] <= 1.0).all())
+            big |= min(im.width, im.height) > 8
+        ids = np.array([_pred_class(t, names, gt_ids) for t in toks], np.int64)
+        lost = ids < 0
+        if lost.any():
+            from cvtool.datasets.results import count_unknown
+
+            count_unknown(unknown, [_class_key(t, names) for t, x in zip(toks, lost) if x],
+                          f"{f}:{lines[int(np.flatnonzero(lost)[0])]}")
+        keep = ~lost
+        parts.append((np.full(int(keep.sum()), im.id, np.int64), b[keep], scores[keep], ids[keep]))
+    if not relative and tiny and big and any(len(p[0]) for p in parts):
+        raise BadInputError(f"{path}: every box lies within the first pixel of its image: the values look "
+                            "relative to the image size, not pixels; for YOLO files (class cx cy w h score) pass "
+                            "--pred-format yolo, for 'class score a b c d' in fractions pass --relative")
     ids, b, s, c = (np.concatenate(x) for x in zip(*parts))
     return Predictions(image_ids=ids, boxes=b.reshape(-1, 4), scores=s, labels=c)
+
+
+def _pred_class(tok: str, names: list[str], gt_ids: dict[str, int]) -> int:
+    """Ground-truth category id of a class token (a name, else an index into ``names``); -1 when unknown."""
+    if tok in gt_ids:
+        return gt_ids[tok]
+    if tok.isdigit() and int(tok) < len(names):
+        return gt_ids.get(names[int(tok)], -1)
+    return -1
+
+
+def _class_key(tok: str, names: list[str]) -> str:
+    if tok.isdigit() and int(tok) < len(names) and tok not in names:
+        return f"{names[int(tok)]} (index {tok})"
+    return f"class index {tok}" if tok.isdigit() else tok
 
 
 def write_text_boxes(ds: Dataset, out: str | os.PathLike[str], *, box_format: str = "xyxy",
