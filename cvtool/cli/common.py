@@ -13,7 +13,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from enum import Enum
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -332,8 +332,10 @@ def run_folder_job(
         report.add(s)
     if skipped:
         log.info(f"skipping {len(skipped)} input(s) whose output exists")
-    with progress_bar(len(tasks), command, quiet=quiet) as advance:
-        for outcome in run_batch(func, tasks, jobs=jobs, backend=backend, scheduler=scheduler):
+    # closing(): an interruption stops the workers and removes their temp files before exiting
+    with progress_bar(len(tasks), command, quiet=quiet) as advance, closing(
+            run_batch(func, tasks, jobs=jobs, backend=backend, scheduler=scheduler, temp_root=out)) as outcomes:
+        for outcome in outcomes:
             report.add(outcome)
             advance(1)
             if outcome.status == "failed":
