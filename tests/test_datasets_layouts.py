@@ -279,3 +279,22 @@ def test_single_dataset_to_yolo_has_val_entry(tmp_path, cli):
     assert r.exit_code == 0, r.output
     assert (tmp_path / "v" / "Annotations").is_dir() and not (tmp_path / "v" / "val").exists()
     np.testing.assert_array_equal(load_dataset(tmp_path / "v").ann_boxes, _expected(spec))
+
+
+def test_convert_voc_keeps_its_image_sets_splits(tmp_path, cli):
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    (voc / "ImageSets" / "Main").mkdir(parents=True)
+    for stem, box in (("a", (1, 1, 20, 10)), ("b", (3, 4, 30, 30)), ("c", (5, 5, 8, 9))):
+        Image.new("RGB", (40, 32)).save(voc / "JPEGImages" / f"{stem}.jpg")
+        (voc / "Annotations" / f"{stem}.xml").write_text(_voc(f"{stem}.jpg", 40, 32, [("cell", *box)]))
+    (voc / "ImageSets" / "Main" / "train.txt").write_text("a\nb\n")
+    (voc / "ImageSets" / "Main" / "val.txt").write_text("c\n")
+    r = cli(["prepare", "convert", voc, "--to", "yolo", "--out", tmp_path / "y", "--json"])
+    assert r.exit_code == 0, r.output
+    doc = json.loads(r.stdout.strip().splitlines()[-1])
+    assert {k: v["images"] for k, v in doc["splits"].items()} == {"train": 2, "val": 1}
+    np.testing.assert_allclose(load_dataset(tmp_path / "y", split="val").ann_boxes, [[4, 4, 8, 9]], atol=1e-9)
+    np.testing.assert_allclose(load_dataset(tmp_path / "y", split="train").ann_boxes,
+                               [[0, 0, 20, 10], [2, 3, 30, 30]], atol=1e-9)

@@ -62,8 +62,9 @@ def source_splits(src: Path) -> list[str]:
     of ``train``/``val``/``test`` present, each only once when several name
     the same folder (one folder named by every entry is a single dataset).
     A Darknet export has the splits its ``obj.data``, ``{split}.txt`` lists
-    or ``obj_{split}_data/`` folders name.  Otherwise: the ``train``, ``val``
-    and ``test`` folders of a prepare-style source.
+    or ``obj_{split}_data/`` folders name.  A Pascal VOC folder has the splits
+    of its ``ImageSets/Main/{split}.txt`` lists.  Otherwise: the ``train``,
+    ``val`` and ``test`` folders of a prepare-style source.
     """
     yaml_path = src if src.is_file() and src.suffix.lower() in (".yaml", ".yml") else (
         src / "data.yaml" if src.is_dir() and (src / "data.yaml").is_file() else None)
@@ -88,7 +89,11 @@ def source_splits(src: Path) -> list[str]:
 
         found = darknet_splits(src)
         return found if len(found) > 1 else []
-    return [s for s in SPLITS if (src / s).is_dir()]
+    folders = [s for s in SPLITS if (src / s).is_dir()]
+    if not folders and (src / "Annotations").is_dir():  # Pascal VOC: ImageSets/Main/{split}.txt
+        listed = [s for s in SPLITS if (src / "ImageSets" / "Main" / f"{s}.txt").is_file()]
+        return listed if len(listed) > 1 else []
+    return folders
 
 
 def read_source(src: Path, cfg: ConvertConfig, split: str) -> Dataset:
