@@ -351,3 +351,89 @@ def test_detect_on_a_full_disk_names_the_jsonl(tmp_path, hog_model):
     assert res.returncode == 1, res.stderr
     assert res.stderr.strip() == f"error: cannot write {out / 'detections.jsonl'}: {_EFBIG}"
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+# ---------------------------------------------------------------------------
+# SIGTERM at each stage of a folder job, then a resumed run (#13)
+# ---------------------------------------------------------------------------
+
+_STAGE_OPS = ["gaussian:sigma=2", "noise:gaussian:sigma=10"]
+
+# Patches that send SIGTERM to the process from inside one stage of the job.
+_STAGE_PATCHES = {
+    "plan": """
+        import cvtool.batch as target
+        original = target.plan_tasks
+        def patched(*a, **k):
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(5)
+            return original(*a, **k)
+        target.plan_tasks = patched
+    """,
+    "write": """
+        import cvtool.io.images as target
+        original, calls = target.write_image, []
+        def patched(*a, **k):
+            calls.append(1)
+            if len(calls) == 3:
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(0.5)
+            return original(*a, **k)
+        target.write_image = patched
+    """,
+    "run.json": """
+        import cvtool.io.manifest as target
+        from cvtool.io.atomic import atomic_open
+        def patched(path, text, *, overwrite=False):
+            with atomic_open(path, "w", overwrite=overwrite) as fh:
+                fh.write(text[:100])
+                fh.flush()
+                os.kill(os.getpid(), signal.SIGTERM)
+                time.sleep(5)
+                fh.write(text[100:])
+        target.atomic_write_text = patched
+    """,
+}
+
+
+@pytest.fixture(scope="module")
+def stage_job(tmp_path_factory):
+    base = tmp_path_factory.mktemp("stages")
+    src, ref = base / "in", base / "ref"
+    _noise_folder(src, 8, (64, 80, 3))
+    cmd = [sys.executable, "-m", "cvtool", "filter", str(src), "--out", str(ref), "--seed", "4", "-q",
+           *_STAGE_OPS]
+    subprocess.run(cmd, check=True, timeout=120)
+    return src, ref
+
+
+@pytest.mark.parametrize("stage,jobs,backend", [("plan", "1", "loky"), ("write", "1", "loky"),
+                                                ("write", "2", "threading"), ("run.json", "1", "loky")])
+def test_sigterm_at_each_stage_then_resume(tmp_path, stage_job, stage, jobs, backend):
+    """Interrupted anywhere: exit 130, no temp file, complete outputs only; a resumed run equals a clean one."""
+    src, ref = stage_job
+    out = tmp_path / "out"
+    argv = ["filter", str(src), "--out", str(out), "--seed", "4", "-q", "--jobs", jobs, "--backend", backend]
+    res = _run_py("import os, signal, sys, time\n" + textwrap.dedent(_STAGE_PATCHES[stage]) + textwrap.dedent(f"""
+        from cvtool.cli.app import main
+        sys.argv = ["cvtool"] + {argv + _STAGE_OPS!r}
+        main()
+    """))
+    assert res.returncode == 130, res.stderr
+    assert res.stderr.strip() == "error: interrupted"
+    assert leftover_temp_files(tmp_path) == [] and not (out / "run.json").exists()
+    done = _outputs(out)
+    assert len(done) < 8 if stage != "run.json" else len(done) == 8
+    for name in done:  # whatever was written is complete
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    res = _run_py(f"""
+        import sys
+        from cvtool.cli.app import main
+        sys.argv = ["cvtool"] + {argv + ["--skip-existing"] + _STAGE_OPS!r}
+        main()
+    """)
+    assert res.returncode == 0, res.stderr
+    assert _outputs(out) == _outputs(ref)
+    for name in _outputs(ref):
+        assert (out / name).read_bytes() == (ref / name).read_bytes(), name
+    assert (out / "run.json").exists() and leftover_temp_files(tmp_path) == []
