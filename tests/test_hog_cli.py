@@ -78,16 +78,33 @@ def test_small_image_fails_with_minimum(cli, tmp_path):
     assert "image is 12x20" in res.stderr and "needs at least 64x128" in res.stderr
 
 
-def test_folder_of_mixed_sizes_rejects_the_odd_one(cli, tmp_path, real_gray):
+def test_folder_of_mixed_sizes_gives_one_array_per_image(cli, tmp_path):
+    """The first example of the help on photos of different sizes: every image described, counts true (#12)."""
     import cv2
+    from skimage import data
 
     d = tmp_path / "mixed"
     d.mkdir()
-    cv2.imwrite(str(d / "a.png"), real_gray[:64, :64])
-    cv2.imwrite(str(d / "b.png"), real_gray[:64, :80])
-    res = cli(["hog", d, "--out", tmp_path / "o", "--jobs", "1", "--json"])
-    assert res.exit_code == 1 and "b.png: descriptor length" in res.stderr and "--window" in res.stderr
-    records = [json.loads(x) for x in res.stdout.splitlines()[:-1]]
-    assert [r["file"] for r in records] == ["a.png"]
-    with np.load(tmp_path / "o" / "hog.npz", allow_pickle=False) as z:
-        assert z["files"].tolist() == ["a.png"]
+    images = {"astronaut.png": data.astronaut()[::4, ::4, ::-1], "camera.png": data.camera()[::4, ::4],
+              "coffee.png": data.coffee()[::4, ::4, ::-1], "coins.png": data.coins()[::2, ::2]}
+    for name, img in images.items():
+        cv2.imwrite(str(d / name), np.ascontiguousarray(img))
+    out = tmp_path / "o"
+    res = cli(["hog", d, "--out", out, "--jobs", "1", "--json"])
+    assert res.exit_code == 0, res.stderr
+    records = [json.loads(x) for x in res.stdout.splitlines()]
+    assert [r["file"] for r in records[:-1]] == sorted(images)
+    assert records[-1]["summary"] == {"total": 4, "ok": 4, "skipped": 0, "failed": 0}
+    assert json.loads((out / "run.json").read_text())["counts"] == records[-1]["summary"]
+    with np.load(out / "hog.npz", allow_pickle=False) as z:
+        assert bool(z["ragged"]) and "features" not in z.files
+        assert z["files"].tolist() == sorted(images)
+        for name, key in zip(z["files"].tolist(), z["feature_keys"].tolist()):
+            img = cv2.imread(str(d / name), cv2.IMREAD_UNCHANGED)
+            h, w = img.shape[:2]
+            win = (w // 8 * 8, h // 8 * 8)  # cropped to whole 8-pixel block strides
+            gray_or_bgr = img[:win[1], :win[0]]
+            ref = cv2.HOGDescriptor(win, (16, 16), (8, 8), (8, 8), 9, 1, -1.0, cv2.HOGDescriptor_L2Hys,
+                                    0.2, False, 64, False).compute(gray_or_bgr)
+            assert z[key].shape == (1, ref.size)
+            np.testing.assert_allclose(z[key][0], ref.ravel(), atol=1e-5)

@@ -119,7 +119,14 @@ def hog_one(task, config: HogConfig) -> dict[str, Any]:
 
 
 class NpzCollector:
-    """Gathers per-image results in input order and writes one ``hog.npz``."""
+    """Gathers per-image results in input order and writes one ``hog.npz``.
+
+    When every descriptor has the same length (sliding windows, or whole images
+    of one size) the npz holds one ``features`` (N, D) matrix.  Whole images of
+    different sizes give descriptors of different lengths: then each image's
+    rows are stored under their own key ``features_00000``, ``features_00001``,
+    ... (named by ``feature_keys``, in ``files`` order) and ``ragged`` is True.
+    """
 
     def __init__(self, path: Path, config: HogConfig, log) -> None:
         self.path, self.config, self.log = path, config, log
@@ -127,26 +134,32 @@ class NpzCollector:
         self.feats: list[Any] = []
         self.pos: list[Any] = []
         self.sizes: list[list[int]] = []
-        self.rejected: list[str] = []
         self.layout_info: dict[str, Any] | None = None
 
     def add(self, outcome) -> None:
         r = outcome.result
         f = r.pop("features")
         p = r.pop("positions")
-        if self.feats and f.shape[1] != self.feats[0].shape[1]:
-            msg = (f"{outcome.path}: descriptor length {f.shape[1]} differs from {self.feats[0].shape[1]} "
-                   f"of {self.files[0]} (image sizes differ); pass --window WxH or --format npy")
-            self.log.error(msg)
-            self.rejected.append(msg)
-            r["rejected"] = msg
-            return
         if self.layout_info is None:
             self.layout_info = {"window": r["window"], "grid": r["grid"]}
         self.files.append(r["file"])
         self.feats.append(f)
         self.pos.append(p)
         self.sizes.append(r["image_size"])
+
+    @property
+    def ragged(self) -> bool:
+        """True when the descriptors differ in length (whole images of different sizes)."""
+        return len({f.shape[1] for f in self.feats}) > 1
+
+    def describe(self) -> str:
+        """What the npz holds, for the log line."""
+        if self.ragged:
+            lengths = sorted({f.shape[1] for f in self.feats})
+            return (f"{len(self.files)} image(s) of different sizes, descriptor lengths {lengths[0]}.."
+                    f"{lengths[-1]}: one array per image (feature_keys)")
+        return (f"{len(self.files)} image(s), features "
+                f"{sum(len(f) for f in self.feats)}x{self.feats[0].shape[1]}")
 
     def write(self) -> None:
         import numpy as np
@@ -158,9 +171,16 @@ class NpzCollector:
         params: HogParams = self.config.params
         d = params.block_dim
         counts = [len(f) for f in self.feats]
-        feats = np.concatenate(self.feats) if self.feats else np.zeros((0, 0), np.float32)
-        arrays = {
-            "features": feats.astype(np.float32, copy=False),
+        arrays: dict[str, Any] = {}
+        if self.ragged:
+            keys = [f"features_{i:05d}" for i in range(len(self.feats))]
+            arrays.update({k: f.astype(np.float32, copy=False) for k, f in zip(keys, self.feats)})
+            arrays["feature_keys"] = np.array(keys, dtype=str)
+        else:
+            feats = np.concatenate(self.feats) if self.feats else np.zeros((0, 0), np.float32)
+            arrays["features"] = feats.astype(np.float32, copy=False)
+        arrays.update({
+            "ragged": np.array(self.ragged),
             "files": np.array(self.files, dtype=str),
             "image_index": np.repeat(np.arange(len(counts), dtype=np.int64), counts),
             "positions": np.concatenate(self.pos) if self.pos else np.zeros((0, 2), np.int64),
@@ -173,7 +193,7 @@ class NpzCollector:
             "whole_image": np.array(self.config.window is None),
             "params": np.array(params.to_json()),
             "cvtool_version": np.array(__version__),
-        }
+        })
         with atomic_open(self.path, "wb", overwrite=self.config.overwrite) as fh:
             np.savez(fh, **arrays)
 
@@ -211,7 +231,9 @@ def hog_command(
 
     The npz holds `features` (N, D) float32, `files`, `image_index` (N,) and
     `positions` (N, 2) (window top-left x, y), `params` (JSON), `engine`/`layout`,
-    `window` and `grid`.  Layouts: opencv orders blocks (and cells within a
+    `window` and `grid`.  Whole images of different sizes give descriptors of
+    different lengths: then each image has its own array `features_00000`, ...
+    (listed in `feature_keys`, in `files` order) and `ragged` is true.  Layouts: opencv orders blocks (and cells within a
     block) column by column, skimage row by row; see the README's hog section.
     """
     import functools
@@ -256,8 +278,6 @@ def hog_command(
                 PurePosixPath(".hog-npz-pending") / item.rel
 
     def record(outcome):
-        if "rejected" in outcome.result:  # named on stderr; not an ok record
-            return None
         return {k: v for k, v in outcome.result.items() if k not in ("features", "positions")}
 
     code = run_folder_job(
@@ -268,8 +288,5 @@ def hog_command(
     if collector is not None:
         if collector.files:
             collector.write()
-            log.info(f"hog: {len(collector.files)} image(s), features "
-                     f"{sum(len(f) for f in collector.feats)}x{collector.feats[0].shape[1]} -> {npz_path}")
-        if collector.rejected:
-            code = 1
+            log.info(f"hog: {collector.describe()} -> {npz_path}")
     raise typer.Exit(code)
