@@ -149,3 +149,18 @@ def test_check_image_shape():
     check_image_shape(im, (48, 64), path="a.png")
     with pytest.raises(BadInputError, match=r"a.png: image is 48x64, its annotations say 64x48"):
         check_image_shape(im, np.zeros((64, 48)).shape, path="a.png")
+
+
+def test_convert_refuses_images_of_another_size_than_declared(tmp_path, cli):
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    Image.new("RGB", (40, 30)).save(tmp_path / "src" / "images" / "a.png")
+    doc = {"images": [{"id": 1, "file_name": "images/a.png", "width": 100, "height": 50}],
+           "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 20, 20]}],
+           "categories": [{"id": 1, "name": "cat"}]}
+    (tmp_path / "src" / "annotations.json").write_text(json.dumps(doc))
+    res = cli(["prepare", "convert", tmp_path / "src", "--to", "yolo", "--out", tmp_path / "y"])
+    assert res.exit_code == 1 and "a.png: image is 40x30, its annotations say 100x50" in res.output
+    assert not (tmp_path / "y").exists()
+    # annotations only: nothing to compare against, the labels follow the declared size
+    res = cli(["prepare", "convert", tmp_path / "src", "--to", "coco", "--out", tmp_path / "c", "--images", "none"])
+    assert res.exit_code == 0, res.output

@@ -97,6 +97,25 @@ def image_size(path: Path) -> tuple[int, int]:
         raise BadInputError(f"{path}: cannot read the image size ({exc})") from None
 
 
+def check_image_sizes(ds: Any) -> None:
+    """Compare every image's declared size with its file's header (Pillow; pixels not decoded).
+
+    Writers that normalise boxes by the declared size (YOLO) or carry it on
+    (COCO, VOC) would otherwise write labels for another image.
+
+    Raises
+    ------
+    BadInputError
+        An image is missing, unreadable, or of another size than declared.
+    """
+    from cvtool.datasets.core import check_image_shape
+
+    for im in ds.images:
+        path = ds.image_path(im)
+        w, h = image_size(path)
+        check_image_shape(im, (h, w), path=path)
+
+
 def find_classes_file(folder: Path) -> Path | None:
     """``classes.txt`` in ``folder`` or its parent (the prepare layout keeps it at OUT/)."""
     for cand in (folder / "classes.txt", folder.parent / "classes.txt"):

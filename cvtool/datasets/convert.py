@@ -132,7 +132,8 @@ def convert_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], cf
     """Read ``src`` (every split) and write it under ``out`` in ``cfg.to``.
 
     Everything is read and validated before anything is written, so a bad
-    source leaves ``out`` untouched.
+    source leaves ``out`` untouched.  Unless ``cfg.images`` is ``'none'``,
+    every image's header must show the size its annotations declare.
 
     Returns
     -------
@@ -161,6 +162,11 @@ def convert_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], cf
     splits = source_splits(src) if cfg.source_format != "text" or src.is_dir() else []
     jobs = [(s, out / s) for s in splits] or [("all", out)]
     datasets = {name: read_source(src, cfg, name if name != "all" else "train") for name, _ in jobs}
+    if cfg.images != "none":  # the images travel with the labels: their sizes must be the declared ones
+        from cvtool.datasets._files import check_image_sizes
+
+        for ds in datasets.values():
+            check_image_sizes(ds)
     if cfg.to == "yolo" and splits:
         jobs_check = [("all", out)]
     else:
