@@ -21,7 +21,9 @@ EPILOG = examples(
 @handle_errors
 def stats_command(
     dataset: Annotated[Path, typer.Argument(metavar="DATASET", exists=True, help="Dataset: a prepare folder, a COCO JSON, a YOLO or VOC folder.")],
-    split: Annotated[str, typer.Option("--split", help="Split to summarise (folder datasets).")] = "train",
+    split: Annotated[str, typer.Option("--split", help="Split to summarise (folder datasets; a folder "
+                                       "without split lists, such as a flat VOC XML folder, is one split: "
+                                       "every name reads all of it).")] = "train",
     fmt: Annotated[str | None, typer.Option("--format", "-f", help="coco, yolo, voc or text "
                                             "[default: from the path].")] = None,
     clip: Annotated[bool, typer.Option("--clip", help="Clip boxes sticking out of their image instead of "

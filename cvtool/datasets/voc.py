@@ -10,12 +10,21 @@ a box written to VOC moves by at most half a pixel per side.
 XML is parsed with defusedxml with DTDs refused: entity expansion ("billion
 laughs") and external entities raise a clear error naming the file.
 
-Images are looked up as ``DIR/<filename>``, else ``DIR/JPEGImages/<filename>``,
-else ``DIR/images/<filename>`` (``<filename>`` may hold a relative path; it
-cannot leave ``DIR``).  Class names come from ``classes.txt`` (in ``DIR`` or
-its parent) when present, else the sorted names found; category ids are
-1.. in that order.  ``ImageSets/Main/{split}.txt``, when present, selects
-the images of ``split``.
+Layouts (:func:`voc_layout`): ``DIR/Annotations/*.xml`` (Pascal), or a flat
+folder of XML files as LabelImg writes them: beside the images, or in
+``DIR/annotations/`` beside ``DIR/images/``.  Images are looked up as
+``DIR/<filename>``, else ``DIR/JPEGImages/<filename>``, else
+``DIR/images/<filename>``, else beside the XML file, and when ``<filename>``
+names no file, by the XML file's stem with an image suffix (``<filename>``
+may hold a relative path; it cannot leave ``DIR``; ``<path>``, the
+annotating machine's own path, is ignored).  ``images=`` names the image
+folder instead (then the dataset root).  Class names come from
+``classes.txt`` (in ``DIR`` or its parent) when present, else the sorted
+names found; category ids are 1.. in that order.
+``ImageSets/Main/{split}.txt``, when present, selects the images of
+``split``; a folder without it (every flat folder) is one split, and every
+split name reads all of its files.  Declared sizes must be 0 (read from the
+image) or 1..65,536 px a side.
 """
 
 from __future__ import annotations

@@ -11,12 +11,28 @@ Layouts read:
 
 * ``DIR/images/**.png`` with ``DIR/labels/**.txt`` (same relative paths);
 * a ``data.yaml`` whose ``split`` entry (``train:``, ``val:``, ``test:``)
-  names an images folder inside its ``path:`` (default: the yaml's folder;
-  absolute entries and ``..`` are refused); the labels folder is the images path with its last ``images``
-  component replaced by ``labels`` (the Ultralytics rule).
+  names an images folder inside its ``path:`` (default, and when the folder
+  named does not exist: the yaml's folder; absolute entries and ``..`` are
+  refused); the labels folder is the images path with its last ``images``
+  component replaced by ``labels`` (the Ultralytics rule).  The yaml is read
+  without anchors or aliases and at most 1 MiB (see :func:`cvtool.datasets._files.read_yaml`);
+* a Darknet / CVAT "YOLO 1.1" export: ``obj.data`` (``train = data/train.txt``,
+  ``valid = ...``, ``names = data/obj.names``), ``obj.names``, a list of image
+  paths per split and ``obj_{split}_data/`` with a ``.txt`` beside each
+  image.  Paths in the lists are taken relative to the export folder (a
+  leading ``data/`` dropped); an absolute path keeps only its base name.
+  Without images in the export, ``images=`` names the folder holding them.
 
 An image without a label file has no objects; a label file without an image
-is an error.
+is an error.  Boxes that leave the image by less than one pixel (6-decimal
+normalised coordinates) are clipped; larger excursions are refused unless
+``clip``.  Without class names, class indices are bounded by
+:data:`MAX_CLASSES`.
+
+Written layout (:func:`write_yolo`, :func:`write_yolo_splits`): ``OUT/images``
+and ``OUT/labels`` (or ``OUT/{split}/images`` and ``OUT/{split}/labels``) with
+one ``OUT/data.yaml`` that Ultralytics reads (``train``, ``val``, ``test``,
+``nc``, ``names: {index: name}``, no ``path:``) and ``OUT/classes.txt``.
 """
 
 from __future__ import annotations
