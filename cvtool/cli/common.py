@@ -310,13 +310,14 @@ def run_folder_job(
     printed with ``--json`` (default: path and output).  An output that would
     replace one of the inputs is refused (exit 2) unless ``in_place`` is set.
     """
-    from cvtool.batch import BatchReport, plan_tasks, run_batch
+    from cvtool.batch import BatchReport, Outcome, plan_tasks, run_batch
     from cvtool.io.manifest import now_iso, write_manifest
     from cvtool.io.paths import expand_inputs
 
     log = Log(quiet)
     started = now_iso()
-    items = expand_inputs(inputs, recursive=recursive)
+    problems: list[Any] = []  # unreadable folders, broken links: named and counted as failures
+    items = expand_inputs(inputs, recursive=recursive, problems=problems)
     if out is not None and not in_place:
         refuse_replacing_inputs(items, out, out_name)
     if out is not None:
@@ -328,6 +329,9 @@ def run_folder_job(
             log.info(f"removed {len(stale)} temporary file(s) left by a killed run")
     tasks, skipped = plan_tasks(items, out, out_name, overwrite=overwrite, skip_existing=skip_existing)
     report = BatchReport()
+    for problem in problems:
+        log.error(str(problem))
+        report.add(Outcome(str(problem.path), str(problem.path), "failed", str(problem)))
     for s in skipped:
         report.add(s)
     if skipped:

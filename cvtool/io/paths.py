@@ -14,7 +14,7 @@ mirror the input tree under ``--out``.
 
 from __future__ import annotations
 
-import glob
+import fnmatch
 import os
 import sys
 from collections.abc import Iterable, Sequence
@@ -22,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TextIO
 
-from cvtool.errors import UsageError
+from cvtool.errors import BadInputError, UsageError
 
 IMAGE_EXTENSIONS: frozenset[str] = frozenset(
     {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".pnm"}
@@ -49,24 +49,142 @@ class InputFile:
     path: Path
 
 
+@dataclass(frozen=True)
+class InputProblem:
+    """A folder that could not be listed or an entry that cannot be an input.
+
+    Attributes
+    ----------
+    path : Path
+        The folder or entry, as found.
+    reason : str
+        Why it was skipped (no file contents, one line).
+    """
+
+    path: Path
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.reason}"
+
+
 def _is_image(p: Path, extensions: frozenset[str]) -> bool:
     return p.suffix.lower() in extensions and not p.name.startswith(".")
 
 
-def _from_folder(folder: Path, recursive: bool, extensions: frozenset[str]) -> list[InputFile]:
+def _scandir(folder: Path, problems: list[InputProblem]) -> list[os.DirEntry]:
+    """Entries of ``folder``, or none with a problem recorded when it cannot be listed."""
+    try:
+        with os.scandir(folder) as it:
+            return list(it)
+    except OSError as exc:
+        problems.append(InputProblem(folder, f"cannot list folder ({exc.strerror or exc})"))
+        return []
+
+
+def _entry_problem(entry: os.DirEntry) -> str | None:
+    """Why an image-named folder entry cannot be read, or None for a regular file."""
+    try:
+        if entry.is_symlink():
+            try:
+                os.stat(entry.path)
+            except OSError as exc:
+                return f"broken symbolic link ({exc.strerror or exc})"
+        if entry.is_file():
+            return None
+        if entry.is_dir():
+            return ""  # a folder named like an image: not an input, not a problem
+        mode = entry.stat().st_mode
+    except OSError as exc:
+        return f"cannot stat ({exc.strerror or exc})"
+    import stat
+
+    kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a socket" if stat.S_ISSOCK(mode)
+            else "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "not a regular file")
+    return f"is {kind}, not an image file"
+
+
+def _from_folder(folder: Path, recursive: bool, extensions: frozenset[str],
+                 problems: list[InputProblem]) -> list[InputFile]:
     found: list[InputFile] = []
-    if recursive:
-        for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in filenames:
-                p = Path(dirpath) / name
-                if _is_image(p, extensions):
-                    found.append(InputFile(PurePosixPath(p.relative_to(folder).as_posix()), p))
-    else:
-        for p in folder.iterdir():
-            if p.is_file() and _is_image(p, extensions):
-                found.append(InputFile(PurePosixPath(p.name), p))
+    pending = [folder]
+    while pending:
+        current = pending.pop()
+        subdirs = []
+        for entry in _scandir(current, problems):
+            p = Path(entry.path)
+            if entry.name.startswith("."):
+                continue
+            if recursive:
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    subdirs.append(p)
+                    continue
+            if not _is_image(p, extensions):
+                continue
+            why = _entry_problem(entry)
+            if why is None:
+                found.append(InputFile(PurePosixPath(p.relative_to(folder).as_posix()), p))
+            elif why:
+                problems.append(InputProblem(p, why))
+        pending.extend(sorted(subdirs, reverse=True))
     return found
+
+
+def _glob(pattern: str, problems: list[InputProblem]) -> list[Path]:
+    """Expand a glob like :func:`glob.glob` with ``recursive=True`` (``**`` spans folders,
+    ``*`` skips hidden names), but record folders that cannot be listed."""
+    parts = Path(pattern).parts
+    k = 0
+    while k < len(parts) and not (_GLOB_CHARS & set(parts[k])):
+        k += 1
+    base = Path(*parts[:k]) if k else Path(".")
+    out: list[Path] = []
+    found: list[InputProblem] = []  # "**" may list a folder twice: reported once below
+
+    def walk(folder: Path, rest: tuple[str, ...], shown: Path | None) -> None:
+        part, tail = rest[0], rest[1:]
+        join = (lambda name: shown / name) if shown is not None else (lambda name: Path(name))
+        if part == "**":
+            if tail:
+                walk(folder, tail, shown)  # "**" matching no folder at all
+            for entry in _scandir(folder, found):
+                if entry.name.startswith("."):
+                    continue
+                try:
+                    is_dir = entry.is_dir(follow_symlinks=False)
+                except OSError:
+                    is_dir = False
+                if is_dir:
+                    walk(Path(entry.path), rest, join(entry.name))
+                elif not tail:
+                    out.append(join(entry.name))
+            return
+        if _GLOB_CHARS & set(part):
+            names = [e.name for e in _scandir(folder, found)
+                     if not (e.name.startswith(".") and not part.startswith("."))
+                     and fnmatch.fnmatchcase(e.name, part)]
+        else:
+            names = [part] if os.path.lexists(folder / part) else []
+        for name in names:
+            if tail:
+                if (folder / name).is_dir():
+                    walk(folder / name, tail, join(name))
+            else:
+                out.append(join(name))
+
+    if k == len(parts):
+        return [base] if os.path.lexists(base) else []
+    walk(base, parts[k:], base if k else None)
+    seen: set[Path] = set()
+    for problem in found:
+        if problem.path not in seen:
+            seen.add(problem.path)
+            problems.append(problem)
+    return out
 
 
 def _glob_base(pattern: str) -> Path:
@@ -94,6 +212,7 @@ def expand_inputs(
     recursive: bool = False,
     extensions: Iterable[str] = IMAGE_EXTENSIONS,
     stdin: TextIO | None = None,
+    problems: list[InputProblem] | None = None,
 ) -> list[InputFile]:
     """Expand inputs into image files, sorted by relative path, without duplicates.
 
@@ -107,6 +226,13 @@ def expand_inputs(
         Extensions taken from folders and globs (lower case, with the dot).
     stdin : text stream, optional
         Where ``-`` reads from (default ``sys.stdin``).
+    problems : list, optional
+        Folders that cannot be listed (permissions, I/O errors) and image-named
+        entries that cannot be inputs (broken symbolic links, FIFOs, devices) are
+        appended here as :class:`InputProblem` and expansion goes on; the caller
+        reports them and counts them as failures.  Without a list the first
+        problem raises :class:`~cvtool.errors.BadInputError`: nothing is skipped
+        silently.
 
     Returns
     -------
@@ -118,7 +244,12 @@ def expand_inputs(
     UsageError
         A path does not exist, a list file cannot be read, a glob matches
         nothing, or nothing at all was found.
+    BadInputError
+        A folder cannot be listed or an entry cannot be read, and ``problems``
+        is None; or nothing was found and there were problems.
     """
+    found_problems: list[InputProblem] = [] if problems is None else problems
+    n_before = len(found_problems)
     exts = frozenset(e.lower() for e in extensions)
     pending = list(specs)
     results: list[InputFile] = []
@@ -144,14 +275,21 @@ def expand_inputs(
             continue
         p = Path(spec)
         if p.is_dir():
-            results.extend(_from_folder(p, recursive, exts))
+            results.extend(_from_folder(p, recursive, exts, found_problems))
         elif p.is_file() or p.exists():
             results.append(InputFile(PurePosixPath(p.name), p))
         elif _GLOB_CHARS & set(spec):
             base = _glob_base(spec)
-            matches = [Path(m) for m in glob.glob(spec, recursive=True)]
-            matches = [m for m in matches if m.is_file() and _is_image(m, exts)]
-            if not matches:
+            matches = []
+            for m in _glob(spec, found_problems):
+                if not _is_image(m, exts):
+                    continue
+                if m.is_file():
+                    matches.append(m)
+                elif not m.is_dir():
+                    why = "broken symbolic link" if m.is_symlink() and not m.exists() else "not a regular file"
+                    found_problems.append(InputProblem(m, why))
+            if not matches and len(found_problems) == n_before:
                 raise UsageError(f"no image matches the pattern {spec!r}")
             for m in matches:
                 try:
@@ -166,6 +304,10 @@ def expand_inputs(
         key = os.path.realpath(item.path)
         unique.setdefault(key, item)
     files = sorted(unique.values())
+    new_problems = found_problems[n_before:]
+    if new_problems and (problems is None or not files):
+        more = f" (and {len(new_problems) - 1} more)" if len(new_problems) > 1 else ""
+        raise BadInputError(f"{new_problems[0]}{more}")
     if not files:
         where = ", ".join(specs) if specs else "(no inputs given)"
         raise UsageError(f"no images found in {where} (extensions: {', '.join(sorted(exts))})")
