@@ -81,6 +81,8 @@ MAX_CLASSES = 2 ** 16
 DARKNET_MARKERS = ("obj.data", "obj.names")
 """Files that mark a Darknet / CVAT "YOLO 1.1" export."""
 
+_IMAGES_HINT = "images=, --image-dir on the command line"
+
 _DARKNET_SPLIT_KEYS = {"train": ("train",), "val": ("valid", "val"), "test": ("test",)}
 
 _Item = tuple[Path, str, Path]
@@ -141,7 +143,8 @@ def _locate(path: Path, split: str, images: Path | None) -> tuple[Path, Path, Pa
     if images is not None:
         return images, images, base / "labels", None
     if not (base / "images").is_dir():
-        raise BadInputError(f"{base}: has labels/ but no images/ folder (pass the image folder as images=)")
+        raise BadInputError(f"{base}: has labels/ but no images/ folder (pass the folder holding the images: "
+                            f"{_IMAGES_HINT})")
     return base, base / "images", base / "labels", None
 
 
@@ -305,7 +308,8 @@ def _darknet_locate(root: Path, split: str, images: Path | None) -> tuple[Path, 
         listed = rel.suffix.lower() in IMAGE_SUFFIXES
         img = _find_image(img_root, rel, any_suffix=not listed, by_base_name=images is not None)
         if img is None:
-            where = f"in {images}" if images is not None else "beside its label file (pass the image folder as images=)"
+            where = f"in {images}" if images is not None else \
+                f"beside its label file (pass the folder holding the images: {_IMAGES_HINT})"
             raise BadInputError(f"{lab}: no image {rel.name if listed else rel.name + '.*'} {where}")
         items.append((img, img.relative_to(img_root).as_posix(), lab))
     return img_root, items, names, source
