@@ -298,3 +298,24 @@ def test_convert_voc_keeps_its_image_sets_splits(tmp_path, cli):
     np.testing.assert_allclose(load_dataset(tmp_path / "y", split="val").ann_boxes, [[4, 4, 8, 9]], atol=1e-9)
     np.testing.assert_allclose(load_dataset(tmp_path / "y", split="train").ann_boxes,
                                [[0, 0, 20, 10], [2, 3, 30, 30]], atol=1e-9)
+
+
+def test_symlinked_subfolders_inside_the_layout_are_walked(tmp_path):
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    Image.new("RGB", (40, 20)).save(disk / "a.png")
+    yolo = tmp_path / "yolo"
+    (yolo / "images").mkdir(parents=True)
+    (yolo / "labels" / "cam1").mkdir(parents=True)
+    os.symlink(disk, yolo / "images" / "cam1")  # images/cam1 lives on another disk
+    os.symlink(yolo / "images", yolo / "images" / "loop")  # a link loop ends
+    (yolo / "labels" / "cam1" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    ds = load_dataset(yolo)
+    assert [im.file_name for im in ds.images] == ["images/cam1/a.png"]
+    np.testing.assert_allclose(ds.ann_boxes, [[10, 5, 30, 15]])
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (tmp_path / "xml").mkdir()
+    (tmp_path / "xml" / "a.xml").write_text(_voc("a.png", 40, 20, [("x", 1, 1, 40, 20)]))
+    os.symlink(tmp_path / "xml", voc / "Annotations" / "batch1")
+    assert load_dataset(voc).num_annotations == 1

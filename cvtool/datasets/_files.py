@@ -97,6 +97,26 @@ def image_size(path: Path) -> tuple[int, int]:
         raise BadInputError(f"{path}: cannot read the image size ({exc})") from None
 
 
+def walk_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:
+    """Files under ``folder`` whose suffix (any case) is in ``suffixes``, sorted, following symlinked folders.
+
+    ``Path.rglob`` does not enter symlinked sub-folders (an ``images/train``
+    link to another disk); this walk does, once per real folder (link loops
+    end).  Paths are returned under ``folder`` as written, not resolved.
+    """
+    out: list[Path] = []
+    seen: set[str] = set()
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames[:] = []
+            continue
+        seen.add(real)
+        dirnames.sort()
+        out.extend(Path(dirpath) / f for f in filenames if os.path.splitext(f)[1].lower() in suffixes)
+    return sorted(out)
+
+
 def check_image_sizes(ds: Any) -> None:
     """Compare every image's declared size with its file's header (Pillow; pixels not decoded).
 

@@ -36,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from cvtool.datasets._files import (IMAGE_MODES, IMAGE_SUFFIXES, find_classes_file, image_size, place_image,
-                                    read_class_names, read_text, strip_image_folder)
+                                    read_class_names, read_text, strip_image_folder, walk_files)
 from cvtool.datasets.core import MAX_IMAGE_SIDE, Category, Dataset, ImageRecord, check_relative_name, safe_join
 from cvtool.errors import BadInputError
 
@@ -230,7 +230,7 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
     images_path = Path(images) if images is not None else None
     if images_path is not None and not images_path.is_dir():
         raise BadInputError(f"{images_path}: images folder not found")
-    files = sorted(ann_dir.glob("*.xml") if flat else ann_dir.rglob("*.xml"))
+    files = sorted(ann_dir.glob("*.xml")) if flat else walk_files(ann_dir, (".xml",))
     listing = root / "ImageSets" / "Main" / f"{split}.txt" if split else None
     if listing is not None and listing.is_file():
         stems = [ln.split()[0] for ln in read_text(listing).splitlines() if ln.strip()]

@@ -45,7 +45,8 @@ import numpy as np
 
 from cvtool import boxes as box_ops
 from cvtool.datasets._files import (IMAGE_MODES, IMAGE_SUFFIXES, find_classes_file, fmt_num, image_size,
-                                    place_image, read_class_names, read_text, read_yaml, strip_image_folder)
+                                    place_image, read_class_names, read_text, read_yaml, strip_image_folder,
+                                    walk_files)
 from cvtool.datasets.core import Category, Dataset, ImageRecord, Predictions, check_relative_name, safe_join
 from cvtool.errors import BadInputError
 from cvtool.io.atomic import atomic_write_text
@@ -179,8 +180,8 @@ def _parse_label_file(path: Path, n_classes: int | None, *, with_scores: bool) -
 def _scan(images_dir: Path, labels_dir: Path, root: Path) -> list[_Item]:
     """(image path, file_name relative to root, label path) for every image, sorted."""
     out = []
-    for p in sorted(images_dir.rglob("*")):
-        if p.suffix.lower() not in IMAGE_SUFFIXES or not p.is_file():
+    for p in walk_files(images_dir, IMAGE_SUFFIXES):
+        if not p.is_file():
             continue
         rel_in = p.relative_to(images_dir)
         try:
@@ -298,7 +299,7 @@ def _darknet_locate(root: Path, split: str, images: Path | None) -> tuple[Path, 
     elif folders:
         source = folders[0]
         for folder in folders:
-            for lab in sorted(folder.rglob("*.txt")):
+            for lab in walk_files(folder, (".txt",)):
                 labels.append((PurePosixPath(lab.relative_to(root).with_suffix("").as_posix()), lab))
     else:
         raise BadInputError(f"{root}: Darknet export with no '{'/'.join(keys)}' list in obj.data, no "
@@ -364,7 +365,7 @@ def read_yolo(path: str | os.PathLike[str], *, split: str = "train", clip: bool 
         items = _scan(images_dir, labels_dir, root)
         wanted = {lab for _, _, lab in items}
         if labels_dir.is_dir():
-            for lab in sorted(labels_dir.rglob("*.txt")):
+            for lab in walk_files(labels_dir, (".txt",)):
                 if lab not in wanted:
                     raise BadInputError(f"{lab}: label file without an image in {images_dir}")
         source = labels_dir
