@@ -319,3 +319,22 @@ def test_symlinked_subfolders_inside_the_layout_are_walked(tmp_path):
     (tmp_path / "xml" / "a.xml").write_text(_voc("a.png", 40, 20, [("x", 1, 1, 40, 20)]))
     os.symlink(tmp_path / "xml", voc / "Annotations" / "batch1")
     assert load_dataset(voc).num_annotations == 1
+
+
+def test_yolo_split_given_as_a_list_of_images(tmp_path):
+    for split, names in (("train", ["a", "b"]), ("val", ["c"])):
+        (tmp_path / "images" / split).mkdir(parents=True)
+        (tmp_path / "labels" / split).mkdir(parents=True)
+        for n in names:
+            Image.new("RGB", (100, 50)).save(tmp_path / "images" / split / f"{n}.jpg")
+            (tmp_path / "labels" / split / f"{n}.txt").write_text("0 0.5 0.5 0.2 0.4\n")
+    (tmp_path / "train.txt").write_text("./images/train/a.jpg\nimages/train/b.jpg\n")
+    (tmp_path / "val.txt").write_text("images/val/c.jpg\n")
+    (tmp_path / "data.yaml").write_text("train: train.txt\nval: val.txt\nnames: {0: box}\n")
+    ds = load_dataset(tmp_path, split="train")
+    assert [im.file_name for im in ds.images] == ["images/train/a.jpg", "images/train/b.jpg"]
+    np.testing.assert_allclose(ds.ann_boxes, [[40, 15, 60, 35]] * 2)
+    assert len(load_dataset(tmp_path, split="val").images) == 1
+    (tmp_path / "val.txt").write_text("/etc/passwd\n")
+    with pytest.raises(BadInputError, match="val.txt:1: .*absolute"):
+        load_dataset(tmp_path, split="val")

@@ -14,7 +14,9 @@ Layouts read:
   names an images folder inside its ``path:`` (default, and when the folder
   named does not exist: the yaml's folder; absolute entries and ``..`` are
   refused); the labels folder is the images path with its last ``images``
-  component replaced by ``labels`` (the Ultralytics rule).  The yaml is read
+  component replaced by ``labels`` (the Ultralytics rule).  An entry may
+  also be a ``.txt`` list of image paths relative to the list's folder
+  (as Datumaro's and Ultralytics' exports write).  The yaml is read
   without anchors or aliases and at most 1 MiB (see :func:`cvtool.datasets._files.read_yaml`);
 * a Darknet / CVAT "YOLO 1.1" export: ``obj.data`` (``train = data/train.txt``,
   ``valid = ...``, ``names = data/obj.names``), ``obj.names``, a list of image
@@ -128,11 +130,14 @@ def _locate(path: Path, split: str, images: Path | None) -> tuple[Path, Path, Pa
             have = [k for k in ("train", "val", "test") if data.get(k)]
             raise BadInputError(f"{yaml_path}: no '{split}' entry (it has: {', '.join(have) or 'none'})")
         if not isinstance(entry, str):
-            raise BadInputError(f"{yaml_path}: '{split}' must be one images folder (lists are not supported)")
+            raise BadInputError(f"{yaml_path}: '{split}' must be one images folder or .txt list of images "
+                                "(YAML lists of folders are not supported)")
         try:  # 'path:' sets the root; split entries must stay inside it
             images_dir = safe_join(root, entry)
         except BadInputError as exc:
             raise BadInputError(f"{yaml_path}: '{split}': {exc}") from None
+        if images_dir.is_file() and images_dir.suffix.lower() == ".txt":  # a list of image paths
+            return images_dir.parent, images_dir, images_dir, names
         if not images_dir.is_dir():
             raise BadInputError(f"{yaml_path}: '{split}' folder {images_dir} does not exist")
         if images_dir.name == "images":  # {split}/images: file names 'images/a.png' as in the other layouts
@@ -175,6 +180,41 @@ def _parse_label_file(path: Path, n_classes: int | None, *, with_scores: bool) -
             raise BadInputError(f"{path}:{n}: box has zero or negative size (w={parts[3]}, h={parts[4]})")
         rows.append(vals)
     return np.array(rows, dtype=np.float64).reshape(-1, width)
+
+
+def ultralytics_label_path(image: Path) -> Path:
+    """The label file of ``image`` by Ultralytics' rule: the last ``images`` folder becomes ``labels``, the
+    suffix ``.txt`` (``a/images/b/c.jpg`` -> ``a/labels/b/c.txt``; no ``images`` folder: beside the image)."""
+    parts = list(image.parts)
+    for i in range(len(parts) - 2, -1, -1):
+        if parts[i] == "images":
+            parts[i] = "labels"
+            break
+    return Path(*parts).with_suffix(".txt")
+
+
+def _listing_items(listing: Path) -> list[_Item]:
+    """Items of a ``data.yaml`` split given as a ``.txt`` list of image paths.
+
+    Paths are relative to the list's folder (a leading ``./`` is dropped, as
+    Ultralytics does); absolute paths and ``..`` are refused, like every name
+    read from a dataset file.  Labels follow :func:`ultralytics_label_path`.
+    """
+    base = listing.parent
+    items: list[_Item] = []
+    for n, line in enumerate(read_text(listing).splitlines(), start=1):
+        entry = line.strip()
+        if not entry:
+            continue
+        name = entry[2:] if entry.startswith("./") else entry
+        try:
+            img = safe_join(base, name)
+        except BadInputError as exc:
+            raise BadInputError(f"{listing}:{n}: {exc} (paths in the list are relative to its folder)") from None
+        if not img.is_file():
+            raise BadInputError(f"{listing}:{n}: image {name!r} not found in {base}")
+        items.append((img, check_relative_name(name).as_posix(), ultralytics_label_path(img)))
+    return items
 
 
 def _scan(images_dir: Path, labels_dir: Path, root: Path) -> list[_Item]:
@@ -362,13 +402,17 @@ def read_yolo(path: str | os.PathLike[str], *, split: str = "train", clip: bool 
         if names is None:
             classes = find_classes_file(labels_dir.parent)
             names = read_class_names(classes) if classes is not None else None
-        items = _scan(images_dir, labels_dir, root)
-        wanted = {lab for _, _, lab in items}
-        if labels_dir.is_dir():
-            for lab in walk_files(labels_dir, (".txt",)):
-                if lab not in wanted:
-                    raise BadInputError(f"{lab}: label file without an image in {images_dir}")
-        source = labels_dir
+        if images_dir.is_file():  # a .txt list of images (its labels dir may hold other splits' labels)
+            items = _listing_items(images_dir)
+            source = images_dir
+        else:
+            items = _scan(images_dir, labels_dir, root)
+            wanted = {lab for _, _, lab in items}
+            if labels_dir.is_dir():
+                for lab in walk_files(labels_dir, (".txt",)):
+                    if lab not in wanted:
+                        raise BadInputError(f"{lab}: label file without an image in {images_dir}")
+            source = labels_dir
     images_out, ids, rows = [], [], []
     for i, (img, file_name, lab) in enumerate(items, start=1):
         w, h = image_size(img)
