@@ -46,8 +46,10 @@ def test_yaml_alias_bomb_is_refused_fast_and_small(tmp_path):
     Image.new("RGB", (8, 8)).save(root / "images" / "a.png")
     (root / "data.yaml").write_text(_yaml_bomb())
     assert (root / "data.yaml").stat().st_size < 500
+    (tmp_path / "preds.json").write_text("[]")
     for args in (["prepare", "stats", str(root)],
-                 ["prepare", "convert", str(root), "--to", "coco", "--out", str(tmp_path / "o")]):
+                 ["prepare", "convert", str(root), "--to", "coco", "--out", str(tmp_path / "o")],
+                 ["eval", "--gt", str(root), "--pred", str(tmp_path / "preds.json")]):
         proc = _run_limited(args)
         assert proc.returncode == 1, proc.stderr
         lines = proc.stderr.strip().splitlines()
