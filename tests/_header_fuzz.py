@@ -34,6 +34,14 @@ def _seeds() -> dict[str, bytes]:
         buf = io.BytesIO()
         Image.fromarray(img).save(buf, fmt, **kw)
         out[fmt] = buf.getvalue()
+    # multi-frame files: APNG, animated GIF and WebP, multi-page TIFF
+    frames = [Image.fromarray(img), Image.fromarray(img[::-1].copy())]
+    for fmt, kw in (("PNG", {}), ("GIF", {}), ("WEBP", {"lossless": True}), ("TIFF", {})):
+        buf = io.BytesIO()
+        frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **kw)
+        out[fmt + "-anim"] = buf.getvalue()
+    ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_RST_INTERVAL, 1])
+    out["jpeg-rst"] = enc.tobytes()
     return out
 
 

@@ -362,3 +362,23 @@ def test_fuzzed_headers_never_under_declare_what_the_decoder_allocates():
                          env=env, preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30)))
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "fuzz ok" in res.stdout
+
+
+def test_read_image_size_reads_the_head_or_the_whole_file_when_needed(tmp_path):
+    # libtiff writes the image directory after the strips: past the first 256 KiB here
+    img = _smooth(400, 300)
+    tif = tmp_path / "big.tif"
+    assert cv2.imwrite(str(tif), img, [cv2.IMWRITE_TIFF_COMPRESSION, 1])
+    assert tif.stat().st_size > 1 << 18 and struct.unpack("<I", tif.read_bytes()[4:8])[0] > 1 << 18
+    assert read_image_size(tif) == (300, 400)
+    # a phone JPEG: EXIF first, then a large APP2 (ICC/MPF) pushing the frame header past 256 KiB
+    data = _pil_bytes(img[:, :, ::-1], "JPEG", 6, quality=90)
+    j = data.index(b"\xff\xdb")
+    app2 = b"".join(b"\xff\xe2" + struct.pack(">H", 65535) + bytes(65533) for _ in range(5))
+    phone = tmp_path / "phone.jpg"
+    phone.write_bytes(data[:j] + app2 + data[j:])
+    assert read_image_size(phone) == (400, 300) == read_image(phone).shape[1::-1]
+    assert read_image_size(phone, exif_orientation=False) == (300, 400)
+    with pytest.raises(BadInputError, match="not a recognised image format"):
+        (tmp_path / "x.txt").write_text("hello")
+        read_image_size(tmp_path / "x.txt")

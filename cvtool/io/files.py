@@ -37,7 +37,8 @@ def _check_regular(path: Path, st: os.stat_result, max_bytes: int | None) -> Non
         raise BadInputError(f"{path}: {st.st_size} bytes exceeds the input size limit of {max_bytes} bytes")
 
 
-def read_bounded_regular_file(path: str | os.PathLike[str], max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> bytes:
+def read_bounded_regular_file(path: str | os.PathLike[str], max_bytes: int | None = DEFAULT_MAX_FILE_BYTES, *,
+                              head: int | None = None) -> bytes:
     """Return the bytes of a regular file of at most ``max_bytes`` bytes.
 
     Parameters
@@ -46,6 +47,8 @@ def read_bounded_regular_file(path: str | os.PathLike[str], max_bytes: int | Non
         The file (symbolic links are followed).
     max_bytes : int or None
         Refuse larger files (``None``: no limit, still regular files only).
+    head : int, optional
+        Return only the first ``head`` bytes (the checks are the same).
 
     Returns
     -------
@@ -69,6 +72,8 @@ def read_bounded_regular_file(path: str | os.PathLike[str], max_bytes: int | Non
         chunks: list[bytes] = []
         total = 0
         limit = None if max_bytes is None else max_bytes + 1
+        if head is not None:
+            limit = head if limit is None else min(limit, head)
         want = min(st.st_size + 1, 1 << 30)  # usually the whole file in one read
         while limit is None or total < limit:
             if limit is not None:

@@ -120,7 +120,7 @@ _WITH_LENGTH = frozenset({0xC4, 0xC8, 0xCC, 0xDA, 0xDB, 0xDC, 0xDD, 0xDE, 0xDF, 
 _SCAN_MARKER = re.compile(rb"\xff[\x01-\xcf\xd8-\xfe]")
 
 
-def _jpeg(data: bytes) -> ImageHeader:
+def _jpeg(data: bytes, scan: bool = True) -> ImageHeader:
     """libjpeg's marker reader (jdmarker.c), frames collected up to EOI.
 
     Outside entropy-coded data, bytes up to the next FF are skipped and FF fill
@@ -179,6 +179,8 @@ def _jpeg(data: bytes) -> ImageHeader:
         if marker == 0xDA:  # SOS: skip the entropy-coded segment to the next real marker
             if not frames:
                 raise HeaderError("malformed JPEG (scan before any frame header)")
+            if not scan:
+                break
             saw_sos = True
             m = _SCAN_MARKER.search(data, i)
             if m is None:
@@ -217,6 +219,8 @@ def _png(data: bytes) -> ImageHeader:
             break
         if ctype == b"acTL":
             animated = True
+        elif ctype == b"IHDR" and len(body) >= 8:  # out of place, but count what it declares
+            frames.append(struct.unpack(">II", body[:8]))
         elif ctype == b"fcTL" and len(body) >= 20:
             fw, fh, fx, fy = struct.unpack(">IIII", body[4:20])
             frames.append((fw + fx, fh + fy))
@@ -558,7 +562,7 @@ _PARSERS = {"jpeg": _jpeg, "png": _png, "webp": _webp, "tiff": _tiff, "bmp": _bm
             "pnm": _pnm, "sun": _sun, "hdr": _hdr, "jp2": _jp2}
 
 
-def parse_header(data: bytes) -> ImageHeader:
+def parse_header(data: bytes, *, scan: bool = True) -> ImageHeader:
     """Parse an encoded image's header (and frame list) without decoding pixels.
 
     Parameters
@@ -566,6 +570,11 @@ def parse_header(data: bytes) -> ImageHeader:
     data : bytes
         The whole file (JPEG frames after the first scan, APNG/GIF/WebP frames
         and TIFF pages are found by walking the file).
+    scan : bool
+        JPEG: walk past the scans to the end-of-image marker, collecting every
+        frame header (what a pixel limit needs; a file without the marker is
+        refused as truncated).  ``False`` stops at the first scan, enough for
+        the image's size and orientation from the first bytes of a file.
 
     Returns
     -------
@@ -581,6 +590,6 @@ def parse_header(data: bytes) -> ImageHeader:
     if fmt is None:
         raise HeaderError(f"not a recognised image format (supported: {', '.join(FORMATS)})")
     try:
-        return _PARSERS[fmt](data)
+        return _jpeg(data, scan) if fmt == "jpeg" else _PARSERS[fmt](data)
     except (struct.error, IndexError):
         raise HeaderError(f"truncated or malformed {fmt.upper()} header") from None

@@ -71,9 +71,17 @@ def image_size_from_header(data: bytes, *, exif_orientation: bool | None = None)
     return header.size(exif_orientation=_orientation_default(exif_orientation))
 
 
+_SIZE_HEAD = 1 << 18  # read_image_size reads the first 256 KiB, the whole file only when needed
+
+
 def read_image_size(path: str | os.PathLike[str], *, exif_orientation: bool | None = None,
                     max_bytes: int | None = DEFAULT_MAX_FILE_BYTES) -> tuple[int, int]:
     """``(width, height)`` of the image :func:`read_image` would return, from its header.
+
+    EXIF orientation is applied as :func:`read_image` applies it (a portrait phone
+    photo stored landscape gives its upright size).  Only the first 256 KiB are
+    read unless the header lies further in.  Use this, not Pillow's ``Image.open``,
+    wherever a size must agree with the decoded image (normalised boxes).
 
     Raises
     ------
@@ -81,11 +89,17 @@ def read_image_size(path: str | os.PathLike[str], *, exif_orientation: bool | No
         Unreadable, not a regular file, too large, or no size in the header.
     """
     path = Path(path)
-    data = read_bounded_regular_file(path, max_bytes)
+    data = read_bounded_regular_file(path, max_bytes, head=_SIZE_HEAD)
     try:
-        header = parse_header(data)
+        header = parse_header(data, scan=False)
     except HeaderError as exc:
-        raise BadInputError(f"{path}: {exc}") from None
+        if len(data) < _SIZE_HEAD:
+            raise BadInputError(f"{path}: {exc}") from None
+        data = read_bounded_regular_file(path, max_bytes)  # a header past the first bytes (TIFF)
+        try:
+            header = parse_header(data, scan=False)
+        except HeaderError as exc2:
+            raise BadInputError(f"{path}: {exc2}") from None
     return header.size(exif_orientation=_orientation_default(exif_orientation))
 
 
@@ -120,33 +134,42 @@ def _check_complete(data: bytes, path: Path, fmt: str) -> None:
 
 
 _fd2_lock = threading.Lock()
-_fd2_sink: dict[str, int] = {}
+_fd2_sink: list = [None, None]  # [pid, file]: one in-memory file per process
+
+
+def _fd2_sink_fd() -> int:
+    if _fd2_sink[0] != os.getpid():
+        if hasattr(os, "memfd_create"):
+            sink = os.fdopen(os.memfd_create("cvtool-stderr", os.MFD_CLOEXEC), "w+b", buffering=0)
+        else:  # pragma: no cover - non-Linux
+            import tempfile
+
+            sink = tempfile.TemporaryFile(buffering=0)
+        _fd2_sink[:] = [os.getpid(), sink]
+    return _fd2_sink[1].fileno()
 
 
 @contextmanager
 def _capture_fd2() -> Iterator[list[bytes]]:
     """Capture what C code writes to file descriptor 2 (libjpeg's warnings) meanwhile.
 
-    One capture at a time per process (a lock); anything captured that is not
-    consumed by the caller is written back to the real stderr afterwards.
+    One capture at a time per process (a lock; a few microseconds of system
+    calls).  The caller writes back to the real stderr what it does not consume.
     """
     out: list[bytes] = []
     with _fd2_lock:
-        key = f"fd{os.getpid()}"
-        sink = _fd2_sink.get(key)
-        if sink is None:
-            sink = os.memfd_create("cvtool-stderr", os.MFD_CLOEXEC) if hasattr(os, "memfd_create") \
-                else os.open(os.devnull, os.O_RDWR)
-            _fd2_sink.clear()
-            _fd2_sink[key] = sink
         try:
             sys.stderr.flush()
         except (AttributeError, ValueError, OSError):
             pass
-        saved = os.dup(2)
+        try:
+            sink = _fd2_sink_fd()
+            saved = os.dup(2)
+        except OSError:  # no stderr at all: decode without capturing
+            yield out
+            return
         try:
             os.lseek(sink, 0, os.SEEK_SET)
-            os.ftruncate(sink, 0)
             os.dup2(sink, 2)
             try:
                 yield out
@@ -154,9 +177,8 @@ def _capture_fd2() -> Iterator[list[bytes]]:
                 os.dup2(saved, 2)
         finally:
             os.close(saved)
-        size = os.lseek(sink, 0, os.SEEK_END)
+        size = os.lseek(sink, 0, os.SEEK_CUR)  # fd 2 shared the sink's offset
         if size:
-            os.lseek(sink, 0, os.SEEK_SET)
             out.append(os.pread(sink, min(size, 1 << 20), 0))
 
 
