@@ -338,3 +338,15 @@ def test_yolo_split_given_as_a_list_of_images(tmp_path):
     (tmp_path / "val.txt").write_text("/etc/passwd\n")
     with pytest.raises(BadInputError, match="val.txt:1: .*absolute"):
         load_dataset(tmp_path, split="val")
+
+
+def test_images_option_refused_where_the_layout_names_the_images(tmp_path):
+    from cvtool.errors import UsageError
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (10, 10)).save(tmp_path / "images" / "a.png")
+    (tmp_path / "data.yaml").write_text("train: images\nval: images\nnames: [a]\n")
+    with pytest.raises(UsageError, match="images= does not apply to a data.yaml dataset"):
+        load_dataset(tmp_path, images=tmp_path / "images")
+    with pytest.raises(BadInputError, match="images folder not found"):
+        load_dataset(tmp_path, images=tmp_path / "nowhere")

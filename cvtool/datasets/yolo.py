@@ -50,7 +50,7 @@ from cvtool.datasets._files import (IMAGE_MODES, IMAGE_SUFFIXES, find_classes_fi
                                     place_image, read_class_names, read_text, read_yaml, strip_image_folder,
                                     walk_files)
 from cvtool.datasets.core import Category, Dataset, ImageRecord, Predictions, check_relative_name, safe_join
-from cvtool.errors import BadInputError
+from cvtool.errors import BadInputError, UsageError
 from cvtool.io.atomic import atomic_write_text
 
 
@@ -119,6 +119,9 @@ def _locate(path: Path, split: str, images: Path | None) -> tuple[Path, Path, Pa
     """(root, images dir, labels dir, names or None) for a yaml file or a folder."""
     yaml_path = path if path.is_file() else (path / "data.yaml" if (path / "data.yaml").is_file() else None)
     if yaml_path is not None:
+        if images is not None:
+            raise UsageError(f"{yaml_path}: images= does not apply to a data.yaml dataset (its '{split}' entry "
+                             "names the images)")
         data = _read_yaml(yaml_path)
         names = _yaml_names(data, yaml_path)
         root = _yaml_root(yaml_path, data)
