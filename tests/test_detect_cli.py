@@ -134,6 +134,8 @@ def test_detect_outputs_evaluate_alike_without_gt(cli, trained, tmp_path):
     assert res.exit_code == 0, res.stderr
     results = json.loads((out / "detections.json").read_text())
     assert {r["file_name"] for r in results} <= {f.name for f in files}
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    assert all(names[r["category_id"]] == r["category_name"] for r in results)
     by_name = {im["file_name"].split("/")[-1]: im["id"] for im in gt["images"]}
     assert any(r["image_id"] != by_name[r["file_name"]] for r in results)   # the ids really are not the GT's
     # the reference: pycocotools on the ground truth of those images, ids fixed by file name
@@ -160,3 +162,25 @@ def test_detect_outputs_evaluate_alike_without_gt(cli, trained, tmp_path):
                                                      for x in results]))
     r = cli(["eval", "--gt", tmp_path / "gt.json", "--pred", out / "detections.json"])
     assert r.exit_code == 1 and "without --gt" in r.stderr
+
+
+def test_detect_with_gt_maps_classes_by_name(cli, trained, tmp_path):
+    """--gt numbering the model's classes differently: detections.json takes the ground truth's ids by class
+    name (before: the model's ids were kept whenever they existed in the ground truth, naming other classes)."""
+    data, run, _ = trained
+    gt = json.loads((data / "test" / "annotations.json").read_text())
+    ids = sorted(c["id"] for c in gt["categories"])
+    flip = dict(zip(ids, ids[::-1]))           # the same ids, in reverse order of the names
+    gt["categories"] = [{**c, "id": flip[c["id"]]} for c in gt["categories"]]
+    gt["annotations"] = [{**a, "category_id": flip[a["category_id"]]} for a in gt["annotations"]]
+    (data / "test" / "renumbered.json").write_text(json.dumps(gt))
+    out = tmp_path / "d"
+    res = cli(["detect", data / "test" / "images", "--model", run, "--out", out, "--gt",
+               data / "test" / "renumbered.json", "--conf", "0.2", "-q"])
+    assert res.exit_code == 0, res.stderr
+    names = {c["id"]: c["name"] for c in gt["categories"]}
+    records = [json.loads(x) for x in (out / "detections.jsonl").read_text().splitlines()]
+    pairs = [(names[k], n) for r in records for k, n in zip(r["category_ids"], r["names"])]
+    assert pairs and all(a == b for a, b in pairs)
+    results = json.loads((out / "detections.json").read_text())
+    assert len(results) == len(pairs) and all(names[r["category_id"]] == r["category_name"] for r in results)

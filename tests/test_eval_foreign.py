@@ -402,3 +402,27 @@ def test_deep_jsonl_in_a_real_process(tmp_path):
     res = subprocess.run([sys.executable, "-m", "cvtool", "eval", "--gt", str(gt), "--pred",
                           str(tmp_path / "deep.jsonl")], capture_output=True, text=True, timeout=120)
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "deep.jsonl:1" in res.stderr, res.stderr
+
+
+def test_class_names_win_over_another_dataset_s_category_ids(cli, tmp_path):
+    """A model's category ids number the classes of the dataset it was trained on; its names hold across
+    datasets.  detect writes both (JSONL names, COCO category_name): eval maps by name (before: by id,
+    so a ground truth numbering the same classes differently scored the wrong classes, exit 0)."""
+    images, anns = make_scene(np.random.default_rng(9))
+    gt = write_gt(tmp_path, images, anns)
+    preds = perfect_predictions(tmp_path, images, anns)
+    swap = {1: 2, 2: 1}     # the training set numbered platelet 1 and cell 2
+    recs = [json.loads(x) for x in preds["jsonl"].read_text().splitlines()]
+    for r in recs:
+        r["category_ids"] = [swap[CLASSES.index(n) + 1] for n in r["names"]]
+    (tmp_path / "swapped.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    assert eval_json(cli, gt, tmp_path / "swapped.jsonl")["stats"]["AP"] == pytest.approx(1.0, abs=1e-9)
+    results = json.loads(preds["coco"].read_text())
+    named = [{**r, "category_id": swap[r["category_id"]], "category_name": CLASSES[r["category_id"] - 1]}
+             for r in results]
+    (tmp_path / "named.json").write_text(json.dumps(named))
+    assert eval_json(cli, gt, tmp_path / "named.json")["stats"]["AP"] == pytest.approx(1.0, abs=1e-9)
+    # without names the ids are all there is: the swap shows (no silent fix-up)
+    (tmp_path / "ids.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "category_name"}
+                                                   for r in named]))
+    assert eval_json(cli, gt, tmp_path / "ids.json")["stats"]["AP"] < 0.5

@@ -84,14 +84,24 @@ class GtIds:
         gt = load_dataset(gt_path, split=split)
         self.matcher = FileMatcher(gt)
         known = {c.id: c.name for c in gt.categories}
-        if not all(c in known for c in self.category_ids):
-            by_name = {c.name: c.id for c in gt.categories}
-            try:
-                self.category_ids = [by_name[str(n)] for n in model.classes]
-            except KeyError as exc:
-                raise UsageError(f"--gt {gt_path}: the model's class {exc.args[0]!r} is not a category of the "
-                                 "ground truth (by id or name)") from None
-            log.info("category ids taken from the ground truth by class name")
+        by_name = {c.name: c.id for c in gt.categories}
+        if any(str(n) in by_name for n in model.classes):   # names hold across datasets, ids need not
+            extra = [str(n) for n in model.classes if str(n) not in by_name]
+            spare = iter(range(max(known, default=0) + 1, max(known, default=0) + 1 + len(extra)))
+            ids = [by_name[str(n)] if str(n) in by_name else next(spare) for n in model.classes]
+            if ids != self.category_ids:
+                log.info("category ids taken from the ground truth by class name")
+            if extra:
+                log.warn(f"--gt {gt_path}: the model's classes {', '.join(extra)} are not categories of the "
+                         "ground truth; their detections get ids the ground truth does not use")
+            self.category_ids = ids
+        elif all(c in known for c in self.category_ids):
+            log.warn(f"--gt {gt_path}: the model's class names are not all categories of the ground truth; "
+                     "its category ids are used as they are")
+        else:
+            missing = next(str(n) for n in model.classes if str(n) not in by_name)
+            raise UsageError(f"--gt {gt_path}: the model's class {missing!r} is not a category of the "
+                             "ground truth (by id or name)")
 
     def __call__(self, rel: str) -> int | None:
         if self.matcher is None:
@@ -182,8 +192,10 @@ def run_detect(config: DetectConfig, items: list, *, log: Any, json_out: bool, q
                     part = Predictions(image_ids=np.full(k, image_id, np.int64), boxes=np.asarray(det.boxes),
                                        scores=np.asarray(det.scores),
                                        labels=cat_ids[np.asarray(det.labels, np.int64)])
-                    for entry in coco_results(part):
-                        entry["file_name"] = rel  # eval matches by name when the ids are not the ground truth's
+                    for entry, k in zip(coco_results(part), np.asarray(det.labels, np.int64)):
+                        # eval matches by these names when the ids are not the ground truth's
+                        entry["file_name"] = rel
+                        entry["category_name"] = str(model.classes[int(k)])
                         coco.write(("[" if n_coco == 0 else ",") + json.dumps(entry, separators=(",", ":")))
                         n_coco += 1
                 if config.fmt == "yolo":
@@ -233,8 +245,9 @@ def detect_command(
 
     Writes OUT/detections.jsonl (one record per image: file, width, height,
     boxes xyxy, scores, labels, names, category_ids), OUT/detections.json (COCO
-    results with each input's file_name, for `cvtool eval`, which matches them
-    to the ground truth by that name), with --format yolo OUT/labels/*.txt, with
+    results with each input's file_name and category_name, for `cvtool eval`,
+    which matches them to the ground truth by those names), with --format yolo
+    OUT/labels/*.txt, with
     --draw OUT/drawn/*, and OUT/run.json.  Unreadable images are reported and
     skipped; the exit code is then 1.
     """

@@ -9,9 +9,9 @@ JSONL (one record per image, written by ``detect``)::
     {"file": "<rel path>", "width": W, "height": H, "boxes": [[x1, y1, x2, y2], ...],
      "scores": [...], "labels": [class index, ...], "names": [...], "category_ids": [...]}
 
-COCO results may carry a ``file_name`` per result (``detect`` writes one);
-then results are matched to ground-truth images by file name, not by
-``image_id``.  Results without it from a ``detect`` run that had no ``--gt``
+COCO results may carry a ``file_name`` and a ``category_name`` per result
+(``detect`` writes both); then results are matched to ground-truth images by
+file name, not ``image_id``, and to categories by name, not ``category_id``.  Results without it from a ``detect`` run that had no ``--gt``
 (its ``run.json`` beside the file says so) are refused: their ids are 1..N
 in input order, not the ground truth's.
 
@@ -26,10 +26,11 @@ and record.
 
 Records are matched to ground-truth images by ``file`` against the image's
 ``file_name``: the exact relative path first, else a unique base name
-(:class:`FileMatcher`).  Classes come from ``category_ids`` when present,
-else ``names`` (ground-truth category names), else ``labels`` (index into
-the ground-truth categories sorted by id).  ``selective-search`` proposals
-use the same record without scores.
+(:class:`FileMatcher`).  Classes come from ``names`` (ground-truth category
+names) when present, else ``category_ids``, else ``labels`` (index into the
+ground-truth categories sorted by id): a model's category ids are those of
+the dataset it was trained on, its class names hold across datasets.
+``selective-search`` proposals use the same record without scores.
 """
 
 from __future__ import annotations
@@ -129,7 +130,9 @@ def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results"
         truth's: then every result must carry a ``file_name``.
 
     Results that all carry a ``file_name`` are matched to ground-truth
-    images by that name (:class:`FileMatcher`) instead of ``image_id``.
+    images by that name (:class:`FileMatcher`) instead of ``image_id``; results
+    that all carry a ``category_name`` to categories by that name instead of
+    ``category_id`` (``detect`` writes both).
     """
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
         data = data["annotations"]
@@ -148,6 +151,16 @@ def parse_coco_results(data: Any, gt: Dataset, *, source: str | Path = "results"
                             "detections.jsonl beside it (matched by file name) or rerun detect with --gt")
     _check_predictions(image_ids, labels, xywh, scores, gt, source, xywh_boxes=True)
     cats = np.array([c.id for c in gt.categories], np.int64)
+    cat_names = [r.get("category_name") if isinstance(r, dict) else None for r in data]
+    if data and all(isinstance(n, str) for n in cat_names):   # names hold across datasets, ids need not
+        by_name = {c.name: c.id for c in gt.categories}
+        labels = np.array([by_name.get(n, -1) for n in cat_names], np.int64)
+        lost = labels < 0
+        if lost.any():
+            count_unknown(unknown, [n for n in cat_names if n not in by_name],
+                          f"{source}: record {int(np.flatnonzero(lost)[0])}")
+            keep = ~lost
+            image_ids, labels, xywh, scores = image_ids[keep], labels[keep], xywh[keep], scores[keep]
     lost = ~np.isin(labels, cats)
     if lost.any():
         i = int(np.flatnonzero(lost)[0])
@@ -247,8 +260,8 @@ def _check_predictions(image_ids: np.ndarray, labels: np.ndarray, b: np.ndarray,
         ids = np.unique(image_ids[bad])
         raise BadInputError(f"{source}: {int(bad.sum())} of {bad.size} results refer to {ids.size} image id(s) "
                             f"the ground truth does not have (first: record {i} refers to image id {int(image_ids[i])}; "
-                            f"the ground truth has {known.size} images, ids {int(known.min(initial=0))}.."
-                            f"{int(known.max(initial=0))})")
+                            f"the ground truth has {known.size} images"
+                            + (f", ids {int(known.min())}..{int(known.max())})" if known.size else ")"))
 
 
 def detect_run_without_gt(path: Path) -> bool:
@@ -396,22 +409,21 @@ def _numbers(rec: dict, key: str, where: str, n: int | None, *, rows: bool = Fal
 def _record_categories(rec: dict, n: int, gt: Dataset, where: str) -> tuple[np.ndarray, list[str]]:
     """Category id per box (-1 where the ground truth lacks the class) and the unknown classes' keys."""
     ordered = sorted(c.id for c in gt.categories)
+    if isinstance(rec.get("names"), list):   # names first: category ids belong to the dataset the model knew
+        by_name = {c.name: c.id for c in gt.categories}
+        names = rec["names"]
+        if len(names) != n or not all(isinstance(x, str) for x in names):
+            raise BadInputError(f"{where}: 'names' must be a list of {n} strings")
+        return np.array([by_name.get(x, -1) for x in names], np.int64), [x for x in names if x not in by_name]
     if "category_ids" in rec:
         ids = _numbers(rec, "category_ids", where, n)
         if (ids != np.round(ids)).any():
             raise BadInputError(f"{where}: 'category_ids' must be integers")
         ids = ids.astype(np.int64)
         lost = ~np.isin(ids, ordered)
-        names = rec.get("names") if isinstance(rec.get("names"), list) and len(rec["names"]) == n else None
-        keys = [f"{names[i]!s} (category id {ids[i]})" if names else f"category id {ids[i]}"
-                for i in np.flatnonzero(lost)]
-        return np.where(lost, -1, ids), keys
+        return np.where(lost, -1, ids), [f"category id {ids[i]}" for i in np.flatnonzero(lost)]
     if "names" in rec:
-        by_name = {c.name: c.id for c in gt.categories}
-        names = rec["names"]
-        if not isinstance(names, list) or len(names) != n or not all(isinstance(x, str) for x in names):
-            raise BadInputError(f"{where}: 'names' must be a list of {n} strings")
-        return np.array([by_name.get(x, -1) for x in names], np.int64), [x for x in names if x not in by_name]
+        raise BadInputError(f"{where}: 'names' must be a list of {n} strings")
     if "labels" not in rec:
         raise BadInputError(f"{where}: record needs 'category_ids', 'names' or 'labels'")
     idx = _numbers(rec, "labels", where, n)
