@@ -201,6 +201,7 @@ def _run_one(func: Callable[[Task], Any], task: Task, cv2_threads: int | None,
 
 PARENT_POLL_SECONDS = 0.5
 _watched_parent: int | None = None
+_watch_by_ppid = True
 
 
 def _exit_orphaned() -> None:
@@ -210,10 +211,22 @@ def _exit_orphaned() -> None:
     os._exit(1)
 
 
-def _parent_watchdog(parent_pid: int) -> None:
+def _parent_gone(parent_pid: int, by_ppid: bool) -> bool:
+    if by_ppid:  # re-parented: the usual and exact test
+        return os.getppid() != parent_pid
+    try:  # started through an intermediary (e.g. a fork server): is the PID still there?
+        os.kill(parent_pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+def _parent_watchdog(parent_pid: int, by_ppid: bool) -> None:
     while True:
         time.sleep(PARENT_POLL_SECONDS)
-        if os.getppid() != parent_pid:
+        if _parent_gone(parent_pid, by_ppid):
             _exit_orphaned()
 
 
@@ -221,18 +234,25 @@ def _watch_parent(parent_pid: int) -> None:
     """In a worker process: exit now if ``parent_pid`` is gone, and watch it from then on.
 
     A killed parent (SIGKILL, OOM killer) cannot stop its workers; without this
-    they would finish their queued images and idle for minutes.  The worker is
+    they would finish their queued images and idle for minutes.  A worker is
     re-parented when its parent dies, so ``os.getppid()`` changing is the
     portable signal.  Costs one ``getppid`` per task and a thread that wakes
-    twice a second.
+    twice a second.  (Not ``prctl(PR_SET_PDEATHSIG)``: it fires when the
+    *thread* that spawned the worker exits, and loky may spawn from a helper
+    thread.)
     """
-    global _watched_parent
-    if os.getppid() != parent_pid:
-        _exit_orphaned()
-    if _watched_parent == parent_pid or os.getpid() == parent_pid:
+    global _watched_parent, _watch_by_ppid
+    if _watched_parent == parent_pid:
+        if _parent_gone(parent_pid, _watch_by_ppid):
+            _exit_orphaned()
         return
-    _watched_parent = parent_pid
-    threading.Thread(target=_parent_watchdog, args=(parent_pid,), name="cvtool-parent-watch",
+    if os.getpid() == parent_pid:  # not in a worker
+        return
+    by_ppid = os.getppid() == parent_pid
+    if _parent_gone(parent_pid, by_ppid):
+        _exit_orphaned()
+    _watched_parent, _watch_by_ppid = parent_pid, by_ppid
+    threading.Thread(target=_parent_watchdog, args=(parent_pid, by_ppid), name="cvtool-parent-watch",
                      daemon=True).start()
 
 

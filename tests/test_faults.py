@@ -410,7 +410,7 @@ def stage_job(tmp_path_factory):
 @pytest.mark.parametrize("stage,jobs,backend", [("plan", "1", "loky"), ("write", "1", "loky"),
                                                 ("write", "2", "threading"), ("run.json", "1", "loky")])
 def test_sigterm_at_each_stage_then_resume(tmp_path, stage_job, stage, jobs, backend):
-    """Interrupted anywhere: exit 130, no temp file, complete outputs only; a resumed run equals a clean one."""
+    """Interrupted anywhere: exit 130, no temp file, only complete outputs; resumed: a clean run's bytes."""
     src, ref = stage_job
     out = tmp_path / "out"
     argv = ["filter", str(src), "--out", str(out), "--seed", "4", "-q", "--jobs", jobs, "--backend", backend]
