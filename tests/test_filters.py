@@ -431,3 +431,74 @@ def test_chain_applies_in_order(cam):
     chained = run("gaussian:sigma=1", cam)
     both = apply_pipeline(cam, parse_pipeline(["gaussian:sigma=1", "invert"]))
     np.testing.assert_array_equal(both, 255 - chained.astype(int))
+
+
+@pytest.mark.parametrize("text, words", [
+    ("threshold:otsu:t=5", ["t=5", "method=otsu", "method=fixed only"]),
+    ("threshold:t=5:block=15", ["block=15", "method=fixed", "method=adaptive only"]),
+    ("threshold:otsu:weights=gaussian", ["weights=gaussian", "method=adaptive only"]),
+    ("noise:poisson:sigma=3", ["sigma=3", "kind=poisson", "kind=gaussian|speckle only"]),
+    ("noise:amount=0.1", ["amount=0.1", "kind=gaussian", "kind=salt-pepper only"]),
+    ("noise:speckle:peak=9", ["peak=9", "kind=poisson only"]),
+])
+def test_irrelevant_parameters_are_errors(text, words):
+    """A parameter that the chosen mode ignores is refused, naming it and why (#12)."""
+    with pytest.raises(UsageError) as err:
+        parse_operation(text)
+    for w in words:
+        assert w in str(err.value), str(err.value)
+
+
+def test_relevant_parameters_still_accepted():
+    assert dict(parse_operation("threshold:adaptive:block=15:c=4:weights=gaussian").kwargs)["block"] == 15
+    assert dict(parse_operation("noise:salt-pepper:amount=0.1:salt=0.3").kwargs)["salt"] == 0.3
+    assert dict(parse_operation("noise:poisson:peak=30").kwargs)["peak"] == 30.0
+    assert dict(parse_operation("threshold:fixed:t=9").kwargs)["t"] == 9.0
+
+
+def test_kernel_file_error_never_echoes_contents(tmp_path):
+    secret = tmp_path / "passwd"
+    secret.write_text("s3cr3t-token:x:0:0:adm:/home/s3cr3t:/bin/bash\nline two\n")
+    npy = tmp_path / "fake.npy"
+    npy.write_bytes(b"s3cr3t-bytes" * 10)
+    binary = tmp_path / "k.txt"
+    binary.write_bytes(b"\xff\xfes3cr3t")
+    for path in (secret, npy, binary):
+        with pytest.raises(UsageError) as err:
+            parse_operation(f"kernel:file={path}")
+        assert "s3cr3t" not in str(err.value), str(err.value)
+        assert str(path) in str(err.value)
+
+
+def test_kernel_file_must_be_a_small_regular_file(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    code = ("from cvtool.errors import UsageError\nfrom cvtool.filters.parse import parse_operation\n"
+            f"try:\n    parse_operation('kernel:file={fifo}')\nexcept UsageError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert "FIFO" in out.stdout, out.stderr[-300:]  # refused before opening for reading: never blocks
+    with pytest.raises(UsageError, match="folder"):
+        parse_operation(f"kernel:file={tmp_path}")
+    big = tmp_path / "big.txt"
+    big.write_text(("1 " * 99 + "\n") * 6000)
+    with pytest.raises(UsageError, match="limit"):
+        parse_operation(f"kernel:file={big}")
+
+
+def test_kernel_file_dev_zero_refused_in_bounded_memory():
+    """/dev/zero ran out of memory before (#13): refused up front, under a 1 GiB address-space limit."""
+    import subprocess
+    import sys
+
+    code = ("import resource; resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))\n"
+            "from cvtool.errors import UsageError\n"
+            "from cvtool.filters.parse import parse_operation\n"
+            "try:\n    parse_operation('kernel:file=/dev/zero')\n"
+            "except UsageError as exc:\n    print(exc)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr[-500:]
+    assert "/dev/zero" in out.stdout and "character device" in out.stdout

@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from cvtool.errors import UsageError
+from cvtool.errors import CvtoolError, UsageError
 
 MATRIX = "matrix"
 
@@ -44,6 +44,7 @@ class Param:
     choices: tuple[str, ...] | None = None
     odd: bool = False
     low_open: bool = False  # low bound excluded
+    when: tuple[str, tuple[str, ...]] | None = None  # (selector parameter, values it applies to)
 
     def describe(self) -> str:
         kind = {int: "int", float: "float", bool: "bool", str: "str", MATRIX: "matrix"}[self.kind]
@@ -56,7 +57,8 @@ class Param:
         else:
             rng = kind
         default = "" if self.default is None else f" (default {self.default})"
-        return f"{self.name}: {rng}{default}"
+        only = "" if self.when is None else f" [{self.when[0]}={'|'.join(self.when[1])} only]"
+        return f"{self.name}: {rng}{default}{only}"
 
 
 @dataclass(frozen=True)
@@ -130,19 +132,27 @@ OPERATIONS: tuple[OpInfo, ...] = (
     # noise
     OpInfo("noise", "noise", "add seeded noise (per image seed from --seed and the input path)",
            (Param("kind", str, "gaussian", "noise model", choices=("gaussian", "salt-pepper", "poisson", "speckle")),
-            Param("sigma", float, 10.0, f"std {LEVEL} (gaussian, speckle)", low=0, high=255),
-            Param("amount", float, 0.05, "fraction of pixels hit (salt-pepper)", low=0, high=1),
-            Param("salt", float, 0.5, "share of white among hits (salt-pepper)", low=0, high=1),
-            Param("peak", float, 255.0, "photon count at full scale (poisson)", low=0, high=1e9, low_open=True)),
+            Param("sigma", float, 10.0, f"std {LEVEL} (gaussian, speckle)", low=0, high=255,
+                  when=("kind", ("gaussian", "speckle"))),
+            Param("amount", float, 0.05, "fraction of pixels hit (salt-pepper)", low=0, high=1,
+                  when=("kind", ("salt-pepper",))),
+            Param("salt", float, 0.5, "share of white among hits (salt-pepper)", low=0, high=1,
+                  when=("kind", ("salt-pepper",))),
+            Param("peak", float, 255.0, "photon count at full scale (poisson)", low=0, high=1e9, low_open=True,
+                  when=("kind", ("poisson",)))),
            ("kind",), (), "noise", random=True),
     # pointwise
     OpInfo("invert", "invert", "negative: max - x", (), (), ("negative",), "pointwise"),
     OpInfo("threshold", "threshold", "binarise to 0/max (per channel)",
            (Param("method", str, "fixed", "how", choices=("fixed", "otsu", "adaptive")),
-            Param("t", float, 128.0, f"fixed threshold {LEVEL} (x > t)", low=0, high=255),
-            Param("block", int, 11, "adaptive neighbourhood side", low=3, high=1001, odd=True),
-            Param("c", float, 2.0, f"adaptive offset {LEVEL} (x > mean - c)", low=-255, high=255),
-            Param("weights", str, "mean", "adaptive local mean", choices=("mean", "gaussian"))),
+            Param("t", float, 128.0, f"fixed threshold {LEVEL} (x > t)", low=0, high=255,
+                  when=("method", ("fixed",))),
+            Param("block", int, 11, "adaptive neighbourhood side", low=3, high=1001, odd=True,
+                  when=("method", ("adaptive",))),
+            Param("c", float, 2.0, f"adaptive offset {LEVEL} (x > mean - c)", low=-255, high=255,
+                  when=("method", ("adaptive",))),
+            Param("weights", str, "mean", "adaptive local mean", choices=("mean", "gaussian"),
+                  when=("method", ("adaptive",)))),
            ("method",), ("binarize",), "pointwise"),
     OpInfo("stretch", "stretch", "contrast stretch of percentiles [low, high] to the full range (0,100: min-max)",
            (Param("low", float, 0.0, "lower percentile", low=0, high=100),
@@ -218,12 +228,26 @@ def _parse_bool(text: str) -> bool:
 
 
 def parse_matrix(text: str) -> tuple[tuple[float, ...], ...]:
-    """Parse ``'a,b,c;d,e,f'`` (rows by ``;`` or newlines, values by ``,`` or spaces)."""
+    """Parse ``'a,b,c;d,e,f'`` (rows by ``;`` or newlines, values by ``,`` or spaces).
+
+    Error messages give the row and column of a bad value, never the text itself
+    (the text may come from a file that is not a kernel).
+    """
     rows = [r for r in re.split(r"[;\n]", text.strip().strip("\"'")) if r.strip()]
+    if len(rows) > 99:
+        raise ValueError(f"kernel has {len(rows)} rows; at most 99")
     matrix = []
-    for r in rows:
+    for i, r in enumerate(rows, 1):
         vals = [v for v in re.split(r"[,\s]+", r.strip()) if v]
-        matrix.append(tuple(float(v) for v in vals))
+        if len(vals) > 99:
+            raise ValueError(f"kernel row {i} has {len(vals)} values; at most 99")
+        row = []
+        for j, v in enumerate(vals, 1):
+            try:
+                row.append(float(v))
+            except ValueError:
+                raise ValueError(f"row {i}, value {j} is not a number") from None
+        matrix.append(tuple(row))
     if not matrix or not matrix[0]:
         raise ValueError("empty kernel")
     widths = {len(r) for r in matrix}
@@ -236,16 +260,34 @@ def parse_matrix(text: str) -> tuple[tuple[float, ...], ...]:
     return tuple(matrix)
 
 
+MAX_KERNEL_FILE_BYTES = 1 << 20
+"""Largest kernel file read (1 MiB: 99x99 values as text or .npy fit many times over)."""
+
+
 def _read_kernel_file(path: str) -> tuple[tuple[float, ...], ...]:
+    """Read a kernel from a regular file of at most 1 MiB; messages never quote its contents."""
+    import io
+
+    from cvtool.io.files import read_bounded_regular_file
+
     p = Path(path)
+    data = read_bounded_regular_file(p, max_bytes=MAX_KERNEL_FILE_BYTES)
     if p.suffix.lower() == ".npy":
         import numpy as np
 
-        arr = np.load(p, allow_pickle=False)
-        if arr.ndim != 2:
-            raise ValueError(f"{p} holds a {arr.ndim}-D array; a kernel is 2-D")
-        return parse_matrix(";".join(",".join(repr(float(v)) for v in row) for row in arr))
-    text = "\n".join(line.split("#", 1)[0] for line in p.read_text(encoding="utf-8").splitlines())
+        try:
+            arr = np.load(io.BytesIO(data), allow_pickle=False)
+            values = np.asarray(arr, dtype=np.float64)
+        except (ValueError, TypeError, OSError, EOFError):
+            raise ValueError("not a numeric .npy array file") from None
+        if values.ndim != 2:
+            raise ValueError(f"holds a {values.ndim}-D array; a kernel is 2-D")
+        return parse_matrix(";".join(",".join(repr(float(v)) for v in row) for row in values))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ValueError("not UTF-8 text (one kernel row per line, or a .npy file)") from None
+    text = "\n".join(line.split("#", 1)[0] for line in text.splitlines())
     return parse_matrix(text)
 
 
@@ -325,14 +367,16 @@ def parse_operation(text: str) -> Step:
             positional.remove(key)
         values[key] = _convert(op, param, raw)
     _check_combination(op, values)
+    _check_relevant(op, values)
     kwargs = {}
     for key, value in values.items():
         kw = renames.get(key, key)
         if op.name == "kernel" and key == "file":
             try:
                 kwargs["kernel"] = _read_kernel_file(value)
-            except (OSError, ValueError) as exc:
-                raise UsageError(f"kernel: cannot use file={value!r}: {exc}") from None
+            except (OSError, ValueError, CvtoolError) as exc:
+                detail = str(exc).removeprefix(f"{value}: ")
+                raise UsageError(f"kernel: cannot use file={value!r}: {detail}") from None
             continue
         if op.name == "kernel" and key == "k":
             kwargs["kernel"] = value
@@ -346,6 +390,21 @@ def parse_operation(text: str) -> Step:
             kwargs[renames.get(p.name, p.name)] = value
     kwargs.update(dict(op.fixed))
     return Step(op.name, tuple(sorted(kwargs.items())), text)
+
+
+def _check_relevant(op: OpInfo, values: dict[str, Any]) -> None:
+    """A parameter given for a mode it does not apply to is an error, not silently ignored."""
+    for key in values:
+        param = op.param(key)
+        if param is None or param.when is None:
+            continue
+        selector, allowed = param.when
+        chosen = values.get(selector, op.param(selector).default)
+        if str(chosen) not in allowed:
+            value = values[key]
+            shown = f"{value:g}" if isinstance(value, float) else str(value)
+            raise UsageError(f"{op.name}: {key}={shown} has no effect with {selector}={chosen}; "
+                             f"{key} applies to {selector}={'|'.join(allowed)} only")
 
 
 def _check_combination(op: OpInfo, values: dict[str, Any]) -> None:
