@@ -153,6 +153,12 @@ def test_darknet_export_with_images(tmp_path):
     assert ds.category_names == {1: "car", 2: "bus"}
     np.testing.assert_allclose(ds.ann_boxes, _DARKNET_BOXES)
     assert ds.ann_labels.tolist() == [2, 1, 1] and ds.ann_image_ids.tolist() == [1, 2, 2]
+    # obj.data written on another machine: absolute paths fall back to the export's own files
+    (root / "obj.data").write_text("classes = 2\ntrain = /home/me/darknet/data/train.txt\n"
+                                   "names = /home/me/darknet/data/obj.names\n")
+    (root / "train.txt").write_text("".join(f"/home/me/darknet/data/obj_train_data/f_00{i}.jpg\n" for i in range(3)))
+    np.testing.assert_allclose(load_dataset(root).ann_boxes, _DARKNET_BOXES)
+    assert load_dataset(root).category_names == {1: "car", 2: "bus"}
     # without obj.data: obj.names + train.txt, else the obj_train_data/ folder itself
     (root / "obj.data").unlink()
     np.testing.assert_allclose(load_dataset(root).ann_boxes, _DARKNET_BOXES)

@@ -307,6 +307,8 @@ def _darknet_locate(root: Path, split: str, images: Path | None) -> tuple[Path, 
     if "names" in data:
         names_file = next((safe_join(root, c.as_posix()) for c in _export_names(root, data["names"])
                            if safe_join(root, c.as_posix()).is_file()), None)
+        if names_file is None and (root / "obj.names").is_file():
+            names_file = root / "obj.names"  # e.g. an absolute path from the machine that wrote obj.data
         if names_file is None:
             raise BadInputError(f"{obj_data}: names file {data['names']!r} not found in {root}")
     elif (root / "obj.names").is_file():
@@ -318,6 +320,8 @@ def _darknet_locate(root: Path, split: str, images: Path | None) -> tuple[Path, 
         if k in data:
             listing = next((safe_join(root, c.as_posix()) for c in _export_names(root, data[k])
                             if safe_join(root, c.as_posix()).is_file()), None)
+            if listing is None and (root / f"{k}.txt").is_file():
+                listing = root / f"{k}.txt"
             if listing is None:
                 raise BadInputError(f"{obj_data}: '{k}' list {data[k]!r} not found in {root}")
             break
