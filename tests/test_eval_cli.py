@@ -32,20 +32,19 @@ def test_coco_results_json(cli):
     assert "person" not in result.stderr and "AP75" not in result.stderr   # --json replaces the table
 
 
-def test_table_is_the_result_on_stdout(tmp_path):
-    """The table is data: on stdout (JSON replaces it); logs stay on stderr.  Separate streams, real process."""
+def test_table_is_the_result_on_stdout(cli, tmp_path):
+    """The table is data: on stdout (JSON replaces it); logs stay on stderr.  A real process, then CliRunner."""
     import subprocess
     import sys
 
-    args = [sys.executable, "-m", "cvtool", "eval", "--gt", str(COCO_GT), "--pred", str(COCO_DT)]
-    res = subprocess.run(args, capture_output=True, text=True, timeout=120)
+    args = ["eval", "--gt", str(COCO_GT), "--pred", str(COCO_DT)]
+    res = subprocess.run([sys.executable, "-m", "cvtool", *args], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "person" in res.stdout and "AP75" in res.stdout and "0.5036" in res.stdout
     assert "person" not in res.stderr and "0.5036" not in res.stderr
-    quiet = subprocess.run(args + ["--quiet"], capture_output=True, text=True, timeout=120)
+    quiet = cli(args + ["--quiet"])
     assert quiet.stdout == res.stdout and quiet.stderr == ""      # --quiet silences logs, not the result
-    js = subprocess.run(args + ["--json"], capture_output=True, text=True, timeout=120)
-    assert json.loads(js.stdout)["stats"]["AP"] == pytest.approx(COCO100_AP, abs=1e-6)
+    assert json.loads(cli(args + ["--json"]).stdout)["stats"]["AP"] == pytest.approx(COCO100_AP, abs=1e-6)
 
 
 def test_detect_jsonl_matched_by_base_name(cli, tmp_path):
