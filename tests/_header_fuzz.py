@@ -40,6 +40,10 @@ def _seeds() -> dict[str, bytes]:
         buf = io.BytesIO()
         frames[0].save(buf, fmt, save_all=True, append_images=frames[1:], **kw)
         out[fmt + "-anim"] = buf.getvalue()
+    for name, kw in (("jp2", {}), ("j2k", {"no_jp2": True})):
+        buf = io.BytesIO()
+        Image.fromarray(img).save(buf, "JPEG2000", num_resolutions=2, **kw)
+        out[name] = buf.getvalue()
     ok, enc = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_RST_INTERVAL, 1])
     out["jpeg-rst"] = enc.tobytes()
     return out

@@ -293,7 +293,7 @@ def test_tiff_every_page_and_tile_counts():
     assert parse_header(big.getvalue()).size() == (16, 16)
 
 
-def test_bmp_gif_pnm_pam_pfm_webp_sizes_match_decoder():
+def test_bmp_gif_pnm_pam_pfm_webp_sun_hdr_jp2_sizes_match_decoder():
     cases = {}
     img = _smooth(21, 34)
     cases["bmp"] = cv2.imencode(".bmp", img)[1].tobytes()
@@ -311,6 +311,8 @@ def test_bmp_gif_pnm_pam_pfm_webp_sizes_match_decoder():
     cases["gif"] = _pil_bytes(img, "GIF")
     cases["sun"] = cv2.imencode(".ras", img)[1].tobytes()
     cases["hdr"] = cv2.imencode(".hdr", img.astype(np.float32))[1].tobytes()
+    cases["jp2"] = _pil_bytes(img, "JPEG2000", num_resolutions=2)
+    cases["j2k"] = _pil_bytes(img, "JPEG2000", num_resolutions=2, no_jp2=True)
     for name, data in cases.items():
         decoded = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         assert decoded is not None, name
