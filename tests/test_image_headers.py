@@ -8,6 +8,7 @@ the decoder actually returns for mutated files.
 from __future__ import annotations
 
 import io
+import json
 import os
 import resource
 import struct
@@ -384,3 +385,38 @@ def test_read_image_size_reads_the_head_or_the_whole_file_when_needed(tmp_path):
     with pytest.raises(BadInputError, match="not a recognised image format"):
         (tmp_path / "x.txt").write_text("hello")
         read_image_size(tmp_path / "x.txt")
+
+
+@pytest.fixture(scope="module")
+def hog_model(tmp_path_factory):
+    """A tiny HOG+SVM model (about 5 s of CPU) so `detect` can be run on phone photos and bombs."""
+    from typer.testing import CliRunner
+
+    from cvtool.cli.app import app
+
+    base = tmp_path_factory.mktemp("model")
+    runner = CliRunner()
+    res = runner.invoke(app, ["prepare", "detection", "--out", str(base / "data"), "--count", "12", "--seed", "7",
+                              "--jobs", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["train", "hog-svm", "--data", str(base / "data"), "--out", str(base / "run"),
+                              "--mine-rounds", "0", "--negatives", "2", "--jobs", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    return base / "run" / "model.npz"
+
+
+def test_detect_reports_upright_size_and_refuses_bomb_in_one_line(tmp_path, hog_model):
+    # stored 64 wide x 48 high, EXIF orientation 6: upright it is 48 x 64
+    (tmp_path / "phone.jpg").write_bytes(_pil_bytes(_smooth(48, 64), "JPEG", 6, quality=95))
+    (tmp_path / "bomb.jpg").write_bytes(_jpeg_bomb(18000, 18000, colour=True))
+    cvtool = str(Path(sys.executable).parent / "cvtool")
+    res, peak_kib = _run_limited([cvtool, "detect", "phone.jpg", "bomb.jpg", "--model", str(hog_model),
+                                  "--out", "det", "--max-pixels", "1000000"],
+                                 cwd=tmp_path, mem_bytes=3 << 30, timeout=180)
+    err = res.stderr.split("\nPEAK_RSS_KIB=")[0]
+    assert res.returncode == 1, err
+    assert "bomb.jpg: 18000x18000 = 324000000 pixels exceeds the limit of 1000000" in err
+    assert "Traceback" not in err and "bad_alloc" not in err
+    [rec] = [json.loads(line) for line in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
+    assert (rec["file"], rec["width"], rec["height"]) == ("phone.jpg", 48, 64)
+    assert peak_kib < 900 * 1024  # the bomb alone would need 18000*18000*3 bytes = 927 MiB
