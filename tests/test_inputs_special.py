@@ -196,3 +196,21 @@ def test_glob_matches_like_the_standard_library(tmp_path, monkeypatch):
         want = sorted(os.path.normpath(p) for p in glob.glob(pattern, recursive=True))
         got = sorted(os.path.normpath(str(f.path)) for f in expand_inputs([pattern], extensions=[".png", ".jpg"]))
         assert got == want, pattern
+
+
+def test_list_files_are_bounded(tmp_path):
+    # @/dev/zero used to read one endless line into memory; now it fails at the first long line
+    res = _limited([sys.executable, "-c", "from cvtool.io.paths import expand_inputs; expand_inputs(['@/dev/zero'])"],
+                   tmp_path)
+    assert res.returncode == 1
+    assert "input list /dev/zero: line 1 is longer than 65536 characters" in res.stderr
+    binary = tmp_path / "list.txt"
+    binary.write_bytes(b"a.png\n\xff\xfe\n")
+    from cvtool.errors import UsageError
+
+    with pytest.raises(UsageError, match="not UTF-8 text"):
+        expand_inputs([f"@{binary}"])
+    import io
+
+    a = _png(tmp_path / "a.png")
+    assert [f.path for f in expand_inputs(["-"], stdin=io.StringIO(f"# c\n{a}\n"))] == [a]

@@ -197,12 +197,33 @@ def _glob_base(pattern: str) -> Path:
     return Path(*base) if base else Path(".")
 
 
-def _read_list(fh: TextIO) -> list[str]:
+MAX_LIST_LINE = 65_536
+"""Longest line of an ``@list.txt`` file or of standard input (a path is at most 4096 bytes)."""
+MAX_LIST_CHARS = 256 * 1024 ** 2
+"""Most characters read from one list (several million paths)."""
+
+
+def _read_list(fh: TextIO, where: str) -> list[str]:
+    """Non-empty, non-comment lines; bounded, so ``@/dev/zero`` or a binary file fails fast."""
     out = []
-    for line in fh:
-        line = line.strip()
-        if line and not line.startswith("#"):
-            out.append(line)
+    total = 0
+    n = 0
+    try:
+        while True:
+            line = fh.readline(MAX_LIST_LINE + 1)
+            if not line:
+                break
+            n += 1
+            total += len(line)
+            if len(line) > MAX_LIST_LINE:
+                raise UsageError(f"{where}: line {n} is longer than {MAX_LIST_LINE} characters (not a list of paths?)")
+            if total > MAX_LIST_CHARS:
+                raise UsageError(f"{where}: more than {MAX_LIST_CHARS} characters (not a list of paths?)")
+            line = line.strip()
+            if line and not line.startswith("#"):
+                out.append(line)
+    except UnicodeDecodeError as exc:
+        raise UsageError(f"{where}: not UTF-8 text (invalid byte at position {exc.start} of line {n + 1})") from None
     return out
 
 
@@ -257,7 +278,7 @@ def expand_inputs(
     while pending:
         spec = pending.pop(0)
         if spec == "-":
-            pending[0:0] = _read_list(stdin or sys.stdin)
+            pending[0:0] = _read_list(stdin or sys.stdin, "standard input")
             continue
         if spec.startswith("@") and len(spec) > 1:
             list_path = Path(spec[1:])
@@ -267,7 +288,7 @@ def expand_inputs(
             seen_lists.add(key)
             try:
                 with open(list_path, encoding="utf-8") as fh:
-                    entries = _read_list(fh)
+                    entries = _read_list(fh, f"input list {list_path}")
             except OSError as exc:
                 raise UsageError(f"cannot read input list {list_path}: {exc.strerror}") from None
             # Relative entries are relative to the list file's folder.
