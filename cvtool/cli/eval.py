@@ -270,7 +270,7 @@ def _compare(preds: list[Path], *, json_out: bool, log: Log, **fields) -> None:
 @handle_errors
 def eval_command(
     gt: Annotated[Path, typer.Option("--gt", exists=True, help="Ground truth: a prepare folder (with --split), a COCO JSON, a YOLO folder or data.yaml, a VOC folder, text box files.", show_default=False)],
-    pred: Annotated[list[Path], typer.Option("--pred", exists=True, help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), text files (class score a b c d), selective-search proposals.jsonl. Repeat to compare several prediction sets in one table.", show_default=False)],
+    pred: Annotated[list[Path], typer.Option("--pred", exists=True, help="Predictions: COCO results JSON, detect's detections.jsonl (or its folder), text files (class score a b c d), YOLO labels/ (class cx cy w h score), selective-search proposals.jsonl. Repeat to compare several prediction sets in one table.", show_default=False)],
     metric: Annotated[Metric, typer.Option("--metric", "-m", help="coco: 12 COCO stats + AR50/AR75; voc: all-point AP; voc11: 11-point AP; loc: single-object accuracy/IoU; proposals: recall and ABO.")] = Metric.coco,
     iou: Annotated[list[float] | None, typer.Option("--iou", help="IoU threshold(s), repeatable. voc/voc11: default 0.5; loc: default 0.6; proposals: default 0.5 and 0.7; coco: replaces the 0.5:0.95 grid.", show_default=False)] = None,
     gt_format: Annotated[GtFormat, typer.Option("--gt-format", help="Ground-truth format (auto: from the path).")] = GtFormat.auto,
@@ -296,7 +296,8 @@ def eval_command(
     (counted in the JSON under ignored_predictions).  Detection JSONL records,
     and COCO results that carry a file_name (detect writes one), are matched
     to ground-truth images by file name (exact relative path, else unique
-    base name).  Text predictions whose columns do not fit the chosen
+    base name); class names (JSONL names, COCO category_name) win over
+    category ids.  Text predictions whose columns do not fit the chosen
     --pred-format are refused (exit 1).
     """
     from cvtool.errors import UsageError

@@ -71,8 +71,8 @@ def _parse_lines(path: Path, *, with_scores: bool | None, score_last: bool = Fal
         if width is None:
             width = len(parts) if len(parts) in (5, 6) else 5
         if len(parts) != width:
-            want = ("class cx cy w h score" if score_last else "class score a b c d") if width == 6 \
-                else "class a b c d"
+            want = ("class cx cy w h score; Ultralytics writes the score with save_conf" if score_last
+                    else "class score a b c d") if width == 6 else "class a b c d"
             raise BadInputError(f"{path}:{n}: expected {width} fields ({want}), got {len(parts)}")
         try:
             nums = [float(p) for p in parts[1:]]
