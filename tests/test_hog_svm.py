@@ -175,3 +175,33 @@ def test_lfw_faces_cross_validated_accuracy():
     X = np.stack([compute_hog(im, params=HogParams(cell=(4, 4))).features[0] for im in faces])
     acc = cross_val_score(LinearSVC(C=0.1), X, y, cv=StratifiedKFold(5, shuffle=True, random_state=0))
     assert acc.mean() >= 0.95
+
+
+def test_stopped_training_restarts_from_scratch_to_the_same_model(cli, tmp_path, monkeypatch):
+    """HOG+SVM training keeps no checkpoint: a run stopped in a mining round writes nothing (no model,
+    no lock left), says so, and the same command run again gives the model an uninterrupted run gives."""
+    import cvtool.detectors.hog_svm as hs
+
+    data = tmp_path / "data"
+    r = cli(["prepare", "detection", "--out", data, "--count", "40", "--canvas", "64", "--objects", "1-2",
+             "--jobs", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    args = ["--data", data, "--mine-rounds", "1", "--negatives", "4", "--eval-split", "none", "--jobs", "1"]
+    real_mine = hs.HogSvmDetector._mine
+
+    def stop(self, images, boxes):  # SIGTERM arrives as KeyboardInterrupt (cli.common.handle_errors)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(hs.HogSvmDetector, "_mine", stop)
+    run = tmp_path / "run"
+    r = cli(["train", "hog-svm", "--out", run, *args])
+    assert r.exit_code == 130
+    assert "does not resume" in r.output and "same --seed" in r.output
+    assert not (run / "model.npz").exists() and not any(run.glob(".cvtool-run.lock"))
+    monkeypatch.setattr(hs.HogSvmDetector, "_mine", real_mine)
+    assert cli(["train", "hog-svm", "--out", run, *args, "--quiet"]).exit_code == 0
+    assert cli(["train", "hog-svm", "--out", tmp_path / "ref", *args, "--quiet"]).exit_code == 0
+    with np.load(run / "model.npz") as a, np.load(tmp_path / "ref" / "model.npz") as b:
+        for k in a.files:
+            if k != "rounds":  # per-round timings
+                assert np.array_equal(a[k], b[k]), k

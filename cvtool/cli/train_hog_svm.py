@@ -116,6 +116,11 @@ def train_command(
                     log=log.info)
         except ValueError as exc:
             raise UsageError(f"{data}: {exc}") from None
+        except KeyboardInterrupt:
+            # HOG+SVM training keeps no checkpoint: it restarts from scratch, and deterministically
+            log.warn(f"HOG+SVM training does not resume: nothing was written to {out}; the same command "
+                     "starts again from scratch and, with the same --seed, gives the same model")
+            raise
         rounds = [asdict(r) for r in det.rounds_]
         if val is not None:
             for r in range(len(det.round_weights_)):
@@ -124,13 +129,13 @@ def train_command(
                 log.info(f"round {r}: {eval_split} AP {scores['AP']:.3f}, AP50 {scores['AP50']:.3f}, "
                          f"AP75 {scores['AP75']:.3f}")
         out.mkdir(parents=True, exist_ok=True)
-        det.save(model_path, overwrite=overwrite)
         atomic_write_text(out / ROUNDS_NAME, json.dumps(rounds, indent=2) + "\n", overwrite=True)
         write_manifest(out, command="train hog-svm", args=args, seed=seed, started=started,
                        counts={"images": len(train.images), "boxes": int(sum(len(b) for b in train.boxes)),
                                "classes": len(train.classes)},
                        extra={"kind": "hog-svm", "model": str(model_path), "window": list(det.window_),
                               "rounds": rounds})
+        det.save(model_path, overwrite=overwrite)  # last: a model.npz in the folder means a finished run
         log.info(f"model -> {model_path}")
         if json_out:
             emit_json({"out": str(out), "model": str(model_path), "window": list(det.window_), "rounds": rounds})

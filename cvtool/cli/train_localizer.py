@@ -13,6 +13,7 @@ from cvtool.cli.common import JsonOpt, QuietOpt, command_args, emit_json, exampl
 from cvtool.cli.train_common import (AmpOpt, ChannelsLastOpt, CompileOpt, DeterministicOpt, DeviceOpt,
                                           EpochsOpt, MaxTrainOpt, OverwriteRunOpt, ResumeOpt, RunnerOptions,
                                           MAX_THREADS, RunOutOpt, TrainSeedOpt)
+from cvtool.detectors.limits import MAX_WIDTH
 
 EPILOG = examples(
     "cvtool prepare localization --out data/loc --npz",
@@ -86,7 +87,7 @@ def train_command(
     weight_decay: Annotated[float | None, typer.Option("--weight-decay", help="[default: seed 0, default 1e-4].",
                                                        min=0.0)] = None,
     width: Annotated[int, typer.Option("--width", help="default arch: channels of the first stage "
-                                       "(then 2x, 4x, 8x).", min=1)] = 8,
+                                       "(then 2x, 4x, 8x).", min=1, max=MAX_WIDTH)] = 8,
     cls_weight: Annotated[WeightOpt, typer.Option("--cls-weight", help="Cross-entropy weight [1].", min=0.0)] = None,
     box_weight: Annotated[WeightOpt, typer.Option("--box-weight", help="Box regression weight "
                                                   "[seed 1, default 5].", min=0.0)] = None,

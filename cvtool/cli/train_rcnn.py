@@ -13,6 +13,7 @@ from cvtool.cli.train_common import (AmpOpt, BatchOpt, ChannelsLastOpt, CompileO
                                           DeviceOpt, EpochsOpt, LrOpt, MaxTrainOpt, MaxValOpt, OverwriteRunOpt,
                                           ResumeOpt, RunnerOptions, RunOutOpt, ThreadsOpt, TrainSeedOpt,
                                           ValSplitOpt, WdOpt, prepare_run, report_result)
+from cvtool.detectors.limits import MAX_WARP, MAX_WIDTH
 
 EPILOG = examples(
     "cvtool prepare detection --out data/scenes --npz",
@@ -56,10 +57,11 @@ def train_command(
     min_proposal_size: Annotated[float, typer.Option("--min-proposal-size",
                                                      help="Drop proposals narrower or shorter than this (pixels).",
                                                      min=0.0)] = 6.0,
-    width: Annotated[int, typer.Option("--width", help="Channels of the first conv stage (then 2x, 4x).", min=4)]
+    width: Annotated[int, typer.Option("--width", help="Channels of the first conv stage (then 2x, 4x).", min=4,
+                                       max=MAX_WIDTH)]
     = 16,
     warp_size: Annotated[int, typer.Option("--warp-size", help="Side of the warped region (multiple of 8).",
-                                           min=16)] = 32,
+                                           min=16, max=MAX_WARP)] = 32,
     context_pad: Annotated[int, typer.Option("--context-pad", help="Context pixels on each side of the warped "
                                              "region (the paper's 16 at 227).", min=0)] = 4,
     rois_per_image: Annotated[int, typer.Option("--rois-per-image", help="Regions sampled per image per step.",
@@ -151,7 +153,13 @@ def _run(runner: RunnerOptions, opts: RCNNOptions, *, data: Path | None, out: Pa
                         rois_per_image=tc.get("rois_per_image", opts.rois_per_image),
                         fg_fraction=tc.get("fg_fraction", opts.fg_fraction),
                         box_weight=tc.get("box_weight", opts.box_weight))
-        prop = ProposalSettings(**mc.get("proposals", {}))
+        try:
+            prop = ProposalSettings(**mc.get("proposals", {}))
+        except (TypeError, ValueError) as exc:
+            from cvtool.errors import BadInputError
+
+            raise BadInputError(f"--resume {resume}: the run's proposal settings are refused "
+                                f"({type(exc).__name__}: {str(exc)[:200]})") from None
     val_split, max_val = opts.val_split, opts.max_val
     if state is not None:  # score the images the run scored before (its best.pt was picked on them)
         tc = state.get("task_config") or {}

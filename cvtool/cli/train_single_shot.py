@@ -17,6 +17,7 @@ from cvtool.cli.train_common import (
     LrOpt, MaxTrainOpt, MaxValOpt, OverwriteRunOpt, ResumeOpt, RunnerOptions, RunOutOpt,
     ThreadsOpt, TrainSeedOpt, ValSplitOpt, WdOpt, prepare_run, report_result,
 )
+from cvtool.detectors.limits import MAX_WIDTH
 
 EPILOG = examples(
     "cvtool prepare detection --out data/scenes --npz",
@@ -49,7 +50,8 @@ def train_command(
     batch_size: BatchOpt = 32,
     lr: LrOpt = 3e-3,
     weight_decay: WdOpt = 1e-4,
-    width: Annotated[int, typer.Option("--width", help="Channels of the first stage (then 2x, 4x, 8x).", min=4)] = 16,
+    width: Annotated[int, typer.Option("--width", help="Channels of the first stage (then 2x, 4x, 8x).", min=4,
+                                       max=MAX_WIDTH)] = 16,
     center_fraction: Annotated[float, typer.Option(
         "--center-fraction", help="Central part of each box whose locations are positives.", min=0.05, max=1.0)] = 0.5,
     box_weight: Annotated[float, typer.Option("--box-weight", help="Weight of the GIoU loss.", min=0.0)] = 1.0,
@@ -122,7 +124,14 @@ def _run(runner: RunnerOptions, opts: SingleShotOptions, *, data: Path | None, o
         max_train = (state.get("task_config") or {}).get("max_train")
     if max_train is not None and max_train < len(dd.train):
         dd.train = dd.train.subset(np.arange(max_train))
-    task = SingleShotTask(dd, data_path=str(data_path), max_train=max_train, val_split=val_split, max_val=max_val,
-                          **settings)
+    try:
+        task = SingleShotTask(dd, data_path=str(data_path), max_train=max_train, val_split=val_split,
+                              max_val=max_val, **settings)
+    except ValueError as exc:  # e.g. a --width whose network is too large
+        from cvtool.errors import BadInputError, UsageError
+
+        if state is not None:
+            raise BadInputError(f"--resume {resume}: the run's settings are refused: {exc}") from None
+        raise UsageError(f"--width {opts.width}: {exc}") from None
     result = fit(task, config, out_dir, resume_state=state, command="train single-shot", args=args)
     report_result(result, out_dir, quiet=config.quiet, json_out=json_out)

@@ -40,6 +40,7 @@ machines", 1999.
 from __future__ import annotations
 
 import json
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -55,6 +56,33 @@ from cvtool.prepare.windows import (BACKGROUND, WindowSpec, auto_window, box_hei
 
 KIND = "hog-svm"
 SOLVERS = ("auto", "liblinear", "sgd")
+MAX_LEVELS = 1000
+"""Most pyramid levels one image is scanned at."""
+MAX_LEVEL_BYTES = 2**30
+"""Most working memory one pyramid level may need (image, HOG blocks, scores)."""
+MAX_SCAN_PIXELS = 400_000_000
+"""Most pixels summed over one image's pyramid levels (bounds the time per image: about 25 s of HOG on one core)."""
+MAX_WINDOW = 1024
+"""Largest window side, pixels."""
+MAX_FEATURES = 200_000
+"""Largest descriptor (a 64x128 pedestrian window with 8x8 cells has 3,780)."""
+MAX_MODEL_BYTES = 1 << 30
+"""Largest decompressed model file (its arrays' declared sizes are checked before reading)."""
+_BAND_BYTES = 64 * 2**20
+"""Block-score rows are computed in bands of about this size (see :meth:`HogSvmDetector._score_blocks`)."""
+
+
+class PyramidTooLarge(ValueError):
+    """The pyramid asked for (``min_size``, ``max_size``, ``scale_step``) would cost too much.
+
+    ``setting`` names the setting that decides it (``min_size`` or ``scale_step``),
+    ``value`` its value, ``detail`` the computed cost, and ``from_model`` says
+    whether the value came from the model file rather than from the caller.
+    """
+
+    def __init__(self, detail: str, *, setting: str, value: float, from_model: bool) -> None:
+        super().__init__(f"{setting} {value:g}: {detail}")
+        self.detail, self.setting, self.value, self.from_model = detail, setting, value, from_model
 
 
 @dataclass
@@ -202,18 +230,37 @@ class HogSvmDetector:
 
     # ------------------------------------------------------------------ checks
     def _validate_settings(self) -> None:
+        """Every constructor setting against its range (also for settings read from a model file).
+
+        Raises
+        ------
+        ValueError
+            Naming the setting, its value and the valid range.
+        """
+        from cvtool.detectors.limits import float_setting, int_setting
+
         if self.solver not in SOLVERS:
-            raise ValueError(f"solver {self.solver!r} is not one of {', '.join(SOLVERS)}")
-        if not self.C > 0:
-            raise ValueError(f"C must be > 0, got {self.C}")
-        if not self.scale_step > 1.0:
-            raise ValueError(f"scale_step must be > 1, got {self.scale_step}")
-        if self.mine_rounds < 0 or self.negatives_per_image < 0 or self.hard_per_image < 0:
-            raise ValueError("mine_rounds, negatives_per_image and hard_per_image must be >= 0")
+            raise ValueError(f"solver {str(self.solver)[:40]!r} is not one of {', '.join(SOLVERS)}")
+        float_setting("C", self.C, 0.0, 1e12, lo_open=True)
+        float_setting("scale_step", self.scale_step, 1.001, 10.0)
+        for name in ("mine_rounds", "negatives_per_image", "hard_per_image"):
+            int_setting(name, getattr(self, name), 0, 1_000_000)
+        int_setting("sgd_above", self.sgd_above, 0, 2**62)
+        int_setting("max_detections", self.max_detections, 1, 100_000)
+        int_setting("jobs", self.jobs, 1, 256)
+        int_setting("seed", self.seed, -(2**63), 2**63 - 1)
         for name in ("neg_iou", "mine_iou", "iou_threshold", "score_threshold"):
-            v = getattr(self, name)
-            if not 0 <= v <= 1:
-                raise ValueError(f"{name} must be in [0, 1], got {v}")
+            float_setting(name, getattr(self, name), 0.0, 1.0)
+        float_setting("context", self.context, 0.0, 1.0)
+        if self.min_size is not None:
+            float_setting("min_size", self.min_size, 1.0, 1e6)
+        if self.max_size is not None and self.max_size != float("inf"):
+            float_setting("max_size", self.max_size, 1.0, 1e6)
+        if self.window is not None:
+            if len(self.window) != 2:
+                raise ValueError(f"window must be (width, height), got {self.window!r:.40}")
+            for v in self.window:
+                int_setting("window side", v, 1, MAX_WINDOW)
         if self.hog.block_norm != "L2-Hys":
             raise ValueError("the HOG+SVM detector uses OpenCV's HOG: block_norm must be L2-Hys")
 
@@ -432,13 +479,53 @@ class HogSvmDetector:
         s_fit = min(w / self.window_[0], h / self.window_[1])  # level still holds one window
         s, s_hi = max(lo / obj_h, 1e-3), min(hi / obj_h, s_fit)
         step = self.scale_step if scale_step is None else scale_step
-        if not step > 1.0:
-            raise ValueError(f"scale step must be > 1, got {step}")
-        out = []
-        while s <= s_hi * (1 + 1e-9):
-            out.append(s)
-            s *= step
+        step_from_model = scale_step is None
+        if not (step > 1.0 and math.isfinite(step)):
+            raise PyramidTooLarge("must be a number > 1", setting="scale_step", value=step,
+                                  from_model=step_from_model)
+        if not s <= s_hi * (1 + 1e-9):
+            return []
+        # counted before anything is built: a step of 1 + 1e-12 must not loop for ever
+        n = int(math.floor(math.log(s_hi * (1 + 1e-9) / s) / math.log(step))) + 1
+        if n > MAX_LEVELS:
+            raise PyramidTooLarge(f"gives {n:,} pyramid levels on a {w}x{h} image (at most {MAX_LEVELS}); "
+                                  "use a larger step", setting="scale_step", value=step, from_model=step_from_model)
+        out = [s * step**i for i in range(n)]
+        out = [v for v in out if v <= s_hi * (1 + 1e-9)]
+        self._check_pyramid_cost(size, out, min_size_given=min_size is not None, lo=lo, obj_h=obj_h)
         return out
+
+    def _level_bytes(self, size: tuple[int, int]) -> int:
+        """Working memory of one pyramid level of ``size`` (w, h): image, OpenCV's gradients,
+        the HOG block grid, the score map and one band of block scores."""
+        w, h = size
+        sx, sy = self.hog.stride_px
+        bw, bh = self.hog.block_px
+        rows, cols = max(0, (h - bh) // sy + 1), max(0, (w - bw) // sx + 1)
+        C = len(self.classes_)
+        return int(w * h * 13 + rows * cols * (self.hog.block_dim + C) * 4 + _BAND_BYTES)
+
+    def _check_pyramid_cost(self, size: tuple[int, int], scales: Sequence[float], *, min_size_given: bool,
+                            lo: float, obj_h: float) -> None:
+        """Refuse a pyramid whose largest level or total size is beyond the limits (before building it)."""
+        if not scales:
+            return
+        w, h = size
+        s0 = scales[0]  # the smallest scale: the largest level
+        big = (max(1, int(round(w / s0))), max(1, int(round(h / s0))))
+        need = self._level_bytes(big)
+        total_px = sum((w / s) * (h / s) for s in scales)
+        if need <= MAX_LEVEL_BYTES and total_px <= MAX_SCAN_PIXELS:
+            return
+        # the smallest object height whose pyramid fits: costs grow as 1 / scale**2
+        factor = max(need / MAX_LEVEL_BYTES, total_px / MAX_SCAN_PIXELS)
+        floor_size = math.ceil(lo * math.sqrt(factor) * 1.01)
+        raise PyramidTooLarge(
+            f"asks for a pyramid level of {big[0]}x{big[1]} px on a {w}x{h} image "
+            f"(~{need / 2**30:.1f} GiB of working memory, {total_px / 1e6:,.0f} Mpx over {len(scales)} levels; "
+            f"limits {MAX_LEVEL_BYTES / 2**30:.0f} GiB and {MAX_SCAN_PIXELS / 1e6:,.0f} Mpx); "
+            f"use a min_size of at least {floor_size} px", setting="min_size", value=lo,
+            from_model=not min_size_given)
 
     def _class_filters(self) -> np.ndarray:
         """Weights as ``(K, wr * wc * C)``: block feature -> (block offset, class) contributions."""
@@ -475,12 +562,18 @@ class HogSvmDetector:
         ny, nx = rows - wr + 1, cols - wc + 1
         if ny <= 0 or nx <= 0:
             return np.zeros((0, 0, C), np.float32)
-        R = (blocks.reshape(-1, K) @ self._class_filters()).reshape(rows, cols, wr, wc, C)
+        filters = self._class_filters()
         S = np.empty((ny, nx, C), np.float32)
         S[:] = self.intercept_.astype(np.float32)
-        for by in range(wr):
-            for bx in range(wc):
-                S += R[by:by + ny, bx:bx + nx, by, bx]
+        # block contributions in bands of output rows, so memory stays ~_BAND_BYTES whatever the level
+        per_row = cols * wr * wc * C * 4
+        band = max(1, _BAND_BYTES // max(per_row, 1) - wr + 1)
+        for r0 in range(0, ny, band):
+            r1 = min(ny, r0 + band)
+            R = (blocks[r0:r1 + wr - 1].reshape(-1, K) @ filters).reshape(r1 - r0 + wr - 1, cols, wr, wc, C)
+            for by in range(wr):
+                for bx in range(wc):
+                    S[r0:r1] += R[by:by + r1 - r0, bx:bx + nx, by, bx]
         return S
 
     def _scan(self, image: np.ndarray, *, raw_min: np.ndarray, keep_blocks: bool = False,
@@ -562,10 +655,35 @@ class HogSvmDetector:
         -------
         list of cvtool.detections.Detections
             One per image; labels index :attr:`classes`.
+
+        Raises
+        ------
+        UsageError
+            ``min_size`` / ``scale_step`` given here ask for a pyramid beyond
+            :data:`MAX_LEVELS` levels, :data:`MAX_LEVEL_BYTES` of working memory
+            for its largest level or :data:`MAX_SCAN_PIXELS` in all (the message
+            gives the computed cost and the smallest ``min_size`` that fits).
+        BadInputError
+            The same, from the settings stored in the model file.
         """
+        self._check_fitted()
+        try:
+            return self._predict(images, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                 max_detections=max_detections, min_size=min_size, max_size=max_size,
+                                 scale_step=scale_step)
+        except PyramidTooLarge as exc:
+            if exc.from_model:
+                raise BadInputError(f"the model's {exc} (refused before scanning)") from None
+            from cvtool.errors import UsageError
+
+            option = {"min_size": "--min-size", "scale_step": "--scale"}[exc.setting]
+            raise UsageError(f"{option} {exc.value:g} (min_size/scale_step of predict): {exc.detail}") from None
+
+    def _predict(self, images: Sequence[np.ndarray], *, score_threshold: float | None,
+                 iou_threshold: float | None, max_detections: int | None, min_size: float | None,
+                 max_size: float | None, scale_step: float | None) -> list[Any]:
         from cvtool.detections import postprocess
 
-        self._check_fitted()
         st = self.score_threshold if score_threshold is None else score_threshold
         it = self.iou_threshold if iou_threshold is None else iou_threshold
         md = self.max_detections if max_detections is None else max_detections
@@ -656,11 +774,7 @@ def load(path: str | Path, *, device: str = "auto") -> HogSvmDetector:
         Not a hog-svm model, missing keys, or inconsistent shapes.
     """
     p = Path(path)
-    try:
-        with np.load(p, allow_pickle=False) as z:
-            data = {k: z[k] for k in z.files}
-    except Exception as exc:
-        raise BadInputError(f"{p}: cannot read model ({exc})") from None
+    data = _read_model_arrays(p)
     missing = [k for k in _REQUIRED if k not in data]
     if missing:
         raise BadInputError(f"{p}: not a hog-svm model (missing {', '.join(missing)})")
@@ -673,13 +787,18 @@ def load(path: str | Path, *, device: str = "auto") -> HogSvmDetector:
         if settings.get("window") is not None:
             settings["window"] = tuple(settings["window"])
         det = HogSvmDetector(hog=hog, **settings)
+        det._validate_settings()  # ranges first: scale_step, min_size and the rest bound the work
         det.classes_ = np.array(data["classes"], dtype=str).reshape(-1)
         det.category_ids_ = np.asarray(data["category_ids"], np.int64).reshape(-1)
         det.window_ = tuple(int(v) for v in np.asarray(data["window"]).reshape(-1))
         det.context = float(data["context"])
+        _check_loaded_geometry(det)
         check_window(det.window_, hog)
         det.grid_ = grid_shape(det.window_, hog)
         det.n_features_ = det.grid_[0] * det.grid_[1] * hog.block_dim
+        if det.n_features_ > MAX_FEATURES:
+            raise ValueError(f"a {det.window_[0]}x{det.window_[1]} window with these HOG settings has "
+                             f"{det.n_features_:,} features (at most {MAX_FEATURES:,})")
         det.coef_ = np.asarray(data["coef"], np.float32)
         det.intercept_ = np.asarray(data["intercept"], np.float64).reshape(-1)
         det.calibration_ = np.asarray(data["calibration"], np.float64)
@@ -692,8 +811,8 @@ def load(path: str | Path, *, device: str = "auto") -> HogSvmDetector:
                                           np.asarray(data["round_intercept"], np.float64)))
         else:
             det.round_weights_ = [(det.coef_, det.intercept_)]
-    except (ValueError, TypeError, KeyError) as exc:
-        raise BadInputError(f"{p}: malformed hog-svm model ({exc})") from None
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError, ArithmeticError) as exc:
+        raise BadInputError(f"{p}: malformed hog-svm model ({str(exc)[:200]})") from None
     C = len(det.classes_)
     shapes_ok = (det.coef_.shape == (C, det.n_features_) and det.intercept_.shape == (C,)
                  and det.calibration_.shape == (C, 2) and det.box_ratio_.shape == (C, 2)
@@ -701,7 +820,61 @@ def load(path: str | Path, *, device: str = "auto") -> HogSvmDetector:
     if not shapes_ok or not np.isfinite(det.coef_).all():
         raise BadInputError(f"{p}: malformed hog-svm model (array shapes do not match {C} classes and "
                             f"{det.n_features_} features, or weights are not finite)")
+    finite = all(np.isfinite(a).all() for a in (det.intercept_, det.calibration_, det.box_ratio_,
+                                                  np.asarray(det.size_range_)))
+    if not finite or not (det.calibration_[:, 0] > 0).all():
+        raise BadInputError(f"{p}: malformed hog-svm model (intercepts, calibration, box ratios and size range "
+                            "must be finite, calibration slopes > 0)")
+    if not ((det.box_ratio_ > 0) & (det.box_ratio_ <= 100)).all():
+        raise BadInputError(f"{p}: malformed hog-svm model (box ratios must be in (0, 100])")
+    lo, hi = det.size_range_
+    if not 1 <= lo <= hi <= 1e6:
+        raise BadInputError(f"{p}: malformed hog-svm model (size range {lo:g}-{hi:g} px of object height; "
+                            "expected 1 <= low <= high <= 1e6)")
     return det
+
+
+def _check_loaded_geometry(det: HogSvmDetector) -> None:
+    """Class count and window size of a model being loaded, before arrays are shaped by them."""
+    from cvtool.detectors.limits import MAX_CLASSES, float_setting
+
+    float_setting("context", det.context, 0.0, 1.0)
+    if not 1 <= len(det.classes_) <= MAX_CLASSES:
+        raise ValueError(f"{len(det.classes_)} classes (expected 1 to {MAX_CLASSES})")
+    if len(det.window_) != 2 or not all(1 <= v <= MAX_WINDOW for v in det.window_):
+        raise ValueError(f"window {det.window_!r:.40} (expected two sides of 1 to {MAX_WINDOW} px)")
+
+
+def _read_model_arrays(p: Path) -> dict[str, np.ndarray]:
+    """The arrays of a model ``.npz``, their declared sizes checked before any is decompressed.
+
+    Raises
+    ------
+    BadInputError
+        Unreadable, pickled arrays, or more than :data:`MAX_MODEL_BYTES` declared in all
+        (a small compressed file can declare gigabytes of zeros).
+    """
+    import zipfile
+
+    try:
+        with np.load(p, allow_pickle=False) as z:
+            declared = 0
+            for name in z.files:
+                with z.zip.open(name + ".npy") as fh:
+                    version = np.lib.format.read_magic(fh)
+                    read = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                            else np.lib.format.read_array_header_2_0)
+                    shape, _fortran, dtype = read(fh)
+                declared += math.prod(shape) * max(dtype.itemsize, 1)
+                if declared > MAX_MODEL_BYTES:
+                    raise BadInputError(f"{p}: the model's arrays declare more than {MAX_MODEL_BYTES / 2**30:.0f} GiB; "
+                                        "refused before reading")
+            return {k: z[k] for k in z.files}
+    except BadInputError:
+        raise
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile, RuntimeError) as exc:
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:200]
+        raise BadInputError(f"{p}: cannot read model ({first})") from None
 
 
 # ---------------------------------------------------------------------------

@@ -70,19 +70,29 @@ class LocalizerConfig:
     width: int = 8
 
     def validate(self) -> LocalizerConfig:
+        """Check every setting against its range, and the network's size, before anything is built.
+
+        Raises
+        ------
+        ValueError
+            Naming the setting, its value and the valid range.
+        """
+        from cvtool.detectors.limits import MAX_CANVAS, MAX_CLASSES, MAX_WIDTH, check_network_size, int_setting
+
         if self.arch not in ARCHS:
-            raise ValueError(f"arch {self.arch!r} is not one of {', '.join(ARCHS)}")
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.in_channels not in (1, 3):
+            raise ValueError(f"arch {str(self.arch)[:40]!r} is not one of {', '.join(ARCHS)}")
+        int_setting("num_classes", self.num_classes, 1, MAX_CLASSES)
+        if int_setting("in_channels", self.in_channels, 1, 3) == 2:
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        h, w = self.canvas
+        if len(self.canvas) != 2:
+            raise ValueError(f"canvas must be (height, width), got {self.canvas!r:.40}")
+        h = int_setting("canvas height", self.canvas[0], 8, MAX_CANVAS)
+        w = int_setting("canvas width", self.canvas[1], 8, MAX_CANVAS)
         if self.arch == "seed" and min(h, w) < 30:
             raise ValueError(f"the seed network needs a canvas of at least 30x30, got {h}x{w}")
-        if min(h, w) < 8:
-            raise ValueError(f"canvas {h}x{w} is too small (at least 8x8)")
-        if self.width < 1:
-            raise ValueError(f"width must be >= 1, got {self.width}")
+        int_setting("width", self.width, 1, MAX_WIDTH)
+        check_network_size(lambda: SeedNet(self) if self.arch == "seed" else LocNet(self),
+                           f"a {self.arch} localiser of width {self.width} on a {h}x{w} canvas")
         return self
 
     def to_dict(self) -> dict[str, Any]:

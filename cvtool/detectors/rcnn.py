@@ -248,16 +248,20 @@ class RCNNConfig:
     width: int = 32
 
     def __post_init__(self) -> None:
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.in_channels not in (1, 3):
+        """Every setting checked against its range, and the network's size, before anything is built."""
+        from cvtool.detectors.limits import MAX_CLASSES, MAX_WARP, MAX_WIDTH, check_network_size, int_setting
+
+        object.__setattr__(self, "num_classes", int_setting("num_classes", self.num_classes, 1, MAX_CLASSES))
+        object.__setattr__(self, "in_channels", int_setting("in_channels", self.in_channels, 1, 3))
+        if self.in_channels == 2:
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        if self.warp_size < 16 or self.warp_size % 8:
+        object.__setattr__(self, "warp_size", int_setting("warp_size", self.warp_size, 16, MAX_WARP))
+        if self.warp_size % 8:
             raise ValueError(f"warp_size must be a multiple of 8 and >= 16, got {self.warp_size}")
-        if not 0 <= 2 * self.context_pad < self.warp_size:
-            raise ValueError(f"context_pad must be in [0, {(self.warp_size - 1) // 2}], got {self.context_pad}")
-        if self.width < 4:
-            raise ValueError(f"width must be >= 4, got {self.width}")
+        object.__setattr__(self, "context_pad", int_setting("context_pad", self.context_pad, 0,
+                                                            (self.warp_size - 1) // 2))
+        object.__setattr__(self, "width", int_setting("width", self.width, 4, MAX_WIDTH))
+        check_network_size(lambda: RCNNNet(self), f"width {self.width} and warp_size {self.warp_size}")
 
 
 def _conv_bn(cin: int, cout: int) -> nn.Sequential:
@@ -321,6 +325,15 @@ class ProposalSettings:
     min_size: float = 6.0
     max_proposals: int = 300
     seed: int = 0
+
+    def __post_init__(self) -> None:
+        from cvtool.detectors.limits import float_setting, int_setting
+
+        if self.mode not in ("single", "fast", "quality"):
+            raise ValueError(f"proposal mode {str(self.mode)[:40]!r} is not one of single, fast, quality")
+        object.__setattr__(self, "min_size", float_setting("proposal min_size", self.min_size, 0.0, 1e4))
+        object.__setattr__(self, "max_proposals", int_setting("max_proposals", self.max_proposals, 1, 100_000))
+        object.__setattr__(self, "seed", int_setting("proposal seed", self.seed, -(2**63), 2**63 - 1))
 
 
 def propose(image: np.ndarray, settings: ProposalSettings) -> np.ndarray:

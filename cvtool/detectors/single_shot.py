@@ -85,14 +85,17 @@ class SingleShotConfig:
     center_fraction: float = 0.5
 
     def __post_init__(self) -> None:
-        if self.num_classes < 1:
-            raise ValueError(f"num_classes must be >= 1, got {self.num_classes}")
-        if self.in_channels not in (1, 3):
+        """Every setting checked against its range, and the network's size, before anything is built."""
+        from cvtool.detectors.limits import MAX_CLASSES, MAX_WIDTH, check_network_size, float_setting, int_setting
+
+        object.__setattr__(self, "num_classes", int_setting("num_classes", self.num_classes, 1, MAX_CLASSES))
+        object.__setattr__(self, "in_channels", int_setting("in_channels", self.in_channels, 1, 3))
+        if self.in_channels == 2:
             raise ValueError(f"in_channels must be 1 or 3, got {self.in_channels}")
-        if self.width < 4:
-            raise ValueError(f"width must be >= 4, got {self.width}")
-        if not 0.0 < self.center_fraction <= 1.0:
-            raise ValueError(f"center_fraction must be in (0, 1], got {self.center_fraction}")
+        object.__setattr__(self, "width", int_setting("width", self.width, 4, MAX_WIDTH))
+        object.__setattr__(self, "center_fraction",
+                           float_setting("center_fraction", self.center_fraction, 0.0, 1.0, lo_open=True))
+        check_network_size(lambda: SingleShotNet(self), f"width {self.width} with {self.num_classes} classes")
 
 
 def _conv_bn(cin: int, cout: int, stride: int = 1) -> nn.Sequential:
