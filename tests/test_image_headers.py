@@ -420,3 +420,41 @@ def test_detect_reports_upright_size_and_refuses_bomb_in_one_line(tmp_path, hog_
     [rec] = [json.loads(line) for line in (tmp_path / "det" / "detections.jsonl").read_text().splitlines()]
     assert (rec["file"], rec["width"], rec["height"]) == ("phone.jpg", 48, 64)
     assert peak_kib < 900 * 1024  # the bomb alone would need 18000*18000*3 bytes = 927 MiB
+
+
+def test_corrupt_jpeg_attributed_right_when_threads_decode_at_once(capfd):
+    """Several threads share the stderr capture: each truncated file is refused, each good one
+    decodes, and what other code writes to stderr meanwhile is not lost."""
+    import threading
+
+    good = _jpeg(_smooth(120, 160), quality=90)
+    bad = good[: len(good) // 2] + b"\xff\xd9"
+    ref = cv2.imdecode(np.frombuffer(good, np.uint8), cv2.IMREAD_UNCHANGED)
+    errors: list[str] = []
+
+    def work(k: int) -> None:
+        for i in range(25):
+            if (i + k) % 3 == 0:
+                try:
+                    decode_image(bad, path=f"bad{k}-{i}.jpg")
+                    errors.append(f"bad{k}-{i} decoded")
+                except BadInputError as exc:
+                    if "premature end of data segment" not in str(exc):
+                        errors.append(str(exc))
+            else:
+                if not np.array_equal(decode_image(good), ref):
+                    errors.append(f"good{k}-{i} differs")
+            os.write(2, f"note {k}-{i}\n".encode())
+
+    before = os.fstat(2)
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    after = os.fstat(2)
+    assert (before.st_dev, before.st_ino) == (after.st_dev, after.st_ino)  # stderr restored
+    err = capfd.readouterr().err
+    assert all(f"note {k}-{i}\n" in err for k in range(4) for i in range(25))
+    assert "premature end" not in err  # turned into errors, not printed

@@ -27,8 +27,6 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -133,53 +131,115 @@ def _check_complete(data: bytes, path: Path, fmt: str) -> None:
         raise BadInputError(f"{path}: truncated PNG (no IEND chunk)")
 
 
-_fd2_lock = threading.Lock()
-_fd2_sink: list = [None, None]  # [pid, file]: one in-memory file per process
+class _StderrCapture:
+    """Capture what C code writes to file descriptor 2 while JPEG files decode.
 
-
-def _fd2_sink_fd() -> int:
-    if _fd2_sink[0] != os.getpid():
-        if hasattr(os, "memfd_create"):
-            sink = os.fdopen(os.memfd_create("cvtool-stderr", os.MFD_CLOEXEC), "w+b", buffering=0)
-        else:  # pragma: no cover - non-Linux
-            import tempfile
-
-            sink = tempfile.TemporaryFile(buffering=0)
-        _fd2_sink[:] = [os.getpid(), sink]
-    return _fd2_sink[1].fileno()
-
-
-@contextmanager
-def _capture_fd2() -> Iterator[list[bytes]]:
-    """Capture what C code writes to file descriptor 2 (libjpeg's warnings) meanwhile.
-
-    One capture at a time per process (a lock; a few microseconds of system
-    calls).  The caller writes back to the real stderr what it does not consume.
+    libjpeg reports "Corrupt JPEG data: premature end of data segment" only as
+    a warning printed on stderr, and decodes the rest as grey.  While at least
+    one decode runs, fd 2 points at an in-memory file; each decode reads back
+    what was written during its own window.  Decodes in several threads share
+    one window (no serialisation); a warning seen while windows overlapped is
+    attributed by decoding the suspect again in a window of its own.  The last
+    decode to leave writes everything captured, except those warnings (they
+    become errors), back to the real stderr.  A few microseconds per decode.
     """
-    out: list[bytes] = []
-    with _fd2_lock:
-        try:
-            sys.stderr.flush()
-        except (AttributeError, ValueError, OSError):
-            pass
-        try:
-            sink = _fd2_sink_fd()
-            saved = os.dup(2)
-        except OSError:  # no stderr at all: decode without capturing
-            yield out
-            return
-        try:
-            os.lseek(sink, 0, os.SEEK_SET)
-            os.dup2(sink, 2)
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition()
+        self.pid = -1
+        self.sink = None
+        self.saved = -1
+        self.active = 0
+        self.entries = 0
+        self.exclusive = False
+        self.waiting_exclusive = 0
+
+    def _sink_fd(self) -> int:
+        if self.pid != os.getpid():  # a forked child: fresh state
+            if hasattr(os, "memfd_create"):
+                self.sink = os.fdopen(os.memfd_create("cvtool-stderr", os.MFD_CLOEXEC), "w+b", buffering=0)
+            else:  # pragma: no cover - non-Linux
+                import tempfile
+
+                self.sink = tempfile.TemporaryFile(buffering=0)
+            self.pid, self.active, self.entries, self.exclusive, self.waiting_exclusive = os.getpid(), 0, 0, False, 0
+        return self.sink.fileno()
+
+    def run(self, func, *, exclusive: bool = False):
+        """Return ``(func(), captured bytes, whether other decodes overlapped)``."""
+        with self.cond:
+            if exclusive:
+                self.waiting_exclusive += 1
+                while self.active or self.exclusive:
+                    self.cond.wait()
+                self.waiting_exclusive -= 1
+                self.exclusive = True
+            else:
+                while self.exclusive or self.waiting_exclusive:
+                    self.cond.wait()
             try:
-                yield out
-            finally:
-                os.dup2(saved, 2)
+                sink = self._sink_fd()
+                if self.active == 0:
+                    try:
+                        sys.stderr.flush()
+                    except (AttributeError, ValueError, OSError):
+                        pass
+                    self.saved = os.dup(2)
+                    try:
+                        os.lseek(sink, 0, os.SEEK_SET)
+                        os.dup2(sink, 2)
+                    except OSError:
+                        os.close(self.saved)
+                        raise
+            except OSError:  # no stderr to redirect: decode without capturing
+                self.exclusive = self.exclusive and not exclusive
+                self.cond.notify_all()
+                return func(), b"", False
+            self.active += 1
+            self.entries += 1
+            start, entries, crowded = os.lseek(sink, 0, os.SEEK_CUR), self.entries, self.active > 1
+        try:
+            result = func()
         finally:
-            os.close(saved)
-        size = os.lseek(sink, 0, os.SEEK_CUR)  # fd 2 shared the sink's offset
-        if size:
-            out.append(os.pread(sink, min(size, 1 << 20), 0))
+            with self.cond:
+                end = os.lseek(sink, 0, os.SEEK_CUR)
+                mine = os.pread(sink, min(end - start, 1 << 20), start) if end > start else b""
+                crowded = crowded or self.active > 1 or self.entries != entries
+                self.active -= 1
+                if self.active == 0:
+                    os.dup2(self.saved, 2)
+                    os.close(self.saved)
+                    everything = os.pread(sink, min(end, 1 << 20), 0) if end else b""
+                    keep = b"".join(ln for ln in everything.splitlines(keepends=True)
+                                    if not any(m in ln for m in _JPEG_CORRUPT))
+                    if keep:
+                        try:
+                            os.write(2, keep)
+                        except OSError:
+                            pass
+                if exclusive:
+                    self.exclusive = False
+                self.cond.notify_all()
+        return result, mine, crowded
+
+
+_STDERR = _StderrCapture()
+
+
+def _decode_jpeg_checked(buf: np.ndarray, cv_flags: int, path: Path):
+    import cv2
+
+    def decode():
+        return cv2.imdecode(buf, cv_flags)
+
+    image, messages, crowded = _STDERR.run(decode)
+    if crowded and any(m in messages for m in _JPEG_CORRUPT):
+        image, messages, _ = _STDERR.run(decode, exclusive=True)  # whose warning was it?
+    if any(m in messages for m in _JPEG_CORRUPT):
+        line = next(ln for ln in messages.splitlines() if any(m in ln for m in _JPEG_CORRUPT))
+        raise BadInputError(f"{path}: corrupt or truncated JPEG data "
+                            f"({line.decode('ascii', 'replace').strip()[:120]})")
+    return image
 
 
 def _orient(image: np.ndarray, orientation: int, *, inverse: bool = False) -> np.ndarray:
@@ -221,18 +281,7 @@ def decode_image(data: bytes, *, path: str | os.PathLike[str] = "<bytes>",
         cv_flags = flags | (0 if orient else cv2.IMREAD_IGNORE_ORIENTATION)
     buf = np.frombuffer(data, dtype=np.uint8)
     if header.format == "jpeg":
-        with _capture_fd2() as captured:
-            image = cv2.imdecode(buf, cv_flags)
-        messages = b"".join(captured)
-        if any(m in messages for m in _JPEG_CORRUPT):
-            line = next(ln for ln in messages.splitlines() if any(m in ln for m in _JPEG_CORRUPT))
-            raise BadInputError(f"{path}: corrupt or truncated JPEG data "
-                                f"({line.decode('ascii', 'replace').strip()[:120]})")
-        if messages:
-            try:
-                os.write(2, messages)
-            except OSError:
-                pass
+        image = _decode_jpeg_checked(buf, cv_flags, path)
     else:
         image = cv2.imdecode(buf, cv_flags)
     if image is None or image.size == 0:
