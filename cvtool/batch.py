@@ -295,17 +295,21 @@ def _run_in_threads(func: Callable[[Task], Any], tasks: Sequence[Task], n: int,
                                 name=f"cvtool-batch-{i}", daemon=True) for i in range(n)]
     for t in threads:
         t.start()
-    window = 2 * n
+    # Up to 2n tasks queued or running (like joblib's pre_dispatch); a new one is queued as soon as
+    # any finishes.  Results wait for in-order delivery, at most max(64, 4n) of them (bounded memory).
+    in_flight, ahead = 2 * n, max(64, 4 * n)
     pending: dict[int, tuple[bool, Any]] = {}
-    submitted = done = 0
+    submitted = finished = done = 0
     try:
         while done < len(tasks):
-            while submitted < len(tasks) and submitted - done < window:
-                requests.put((submitted, tasks[submitted]))
-                submitted += 1
             while done not in pending:
+                while (submitted < len(tasks) and submitted - finished < in_flight
+                       and submitted - done < ahead):
+                    requests.put((submitted, tasks[submitted]))
+                    submitted += 1
                 index, ok, value = _next_result(results)
                 pending[index] = (ok, value)
+                finished += 1
             ok, value = pending.pop(done)
             done += 1
             if not ok:

@@ -192,13 +192,16 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, overwrite: bo
     tmp = temp_path_for(path)
     fh: IO | None = None
     try:
-        with naming_write_errors(path):
+        try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Registered and created under the lock: stop_writes() either deletes it or forbids it.
             with _registry_lock:
-                _check_not_stopped(me)
+                if _stopped:
+                    _check_not_stopped(me)
                 _open_temps[tmp] = me
                 raw = _NamedRawFile(tmp, "w")
+        except OSError as exc:
+            raise write_error(path, exc) from None
         raw.final_path = os.fspath(path)
         fh = io.BufferedWriter(raw)
         if mode == "w":
@@ -206,10 +209,13 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, overwrite: bo
         yield fh
         fh.close()  # flushes: a full disk often surfaces here
         with _registry_lock:
-            _check_not_stopped(me)
-            with naming_write_errors(path):
+            if _stopped:
+                _check_not_stopped(me)
+            try:
                 _commit(tmp, path, overwrite)
-            _open_temps.pop(tmp, None)
+            except OSError as exc:
+                raise write_error(path, exc) from None
+            del _open_temps[tmp]
     except BaseException:
         if fh is not None:
             with contextlib.suppress(Exception):
