@@ -458,3 +458,12 @@ def test_corrupt_jpeg_attributed_right_when_threads_decode_at_once(capfd):
     err = capfd.readouterr().err
     assert all(f"note {k}-{i}\n" in err for k in range(4) for i in range(25))
     assert "premature end" not in err  # turned into errors, not printed
+
+
+def test_png_with_bytes_after_iend_decodes_and_truncated_png_refused():
+    ok, enc = cv2.imencode(".png", _smooth(30, 40))
+    data = enc.tobytes()
+    trailed = data + b"trailer written by some tool" * 3
+    np.testing.assert_array_equal(decode_image(trailed), cv2.imdecode(enc, cv2.IMREAD_UNCHANGED))
+    with pytest.raises(BadInputError, match="truncated PNG"):
+        decode_image(data[:-12] + b"IEND" * 2)

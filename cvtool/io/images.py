@@ -127,7 +127,8 @@ def check_header(data: bytes, *, path: str | os.PathLike[str] = "<bytes>",
 
 def _check_complete(data: bytes, path: Path, fmt: str) -> None:
     # JPEG: the header parser already requires an end-of-image marker after the scans.
-    if fmt == "png" and b"IEND" not in data[-16:]:
+    # PNG: an IEND chunk (length 0) must be there; bytes after it are ignored, as libpng does.
+    if fmt == "png" and data.rfind(b"\x00\x00\x00\x00IEND", 33) < 0:
         raise BadInputError(f"{path}: truncated PNG (no IEND chunk)")
 
 
