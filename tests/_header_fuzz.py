@@ -100,6 +100,70 @@ def fuzz(name: str, muts) -> None:
     assert pixels <= header.max_pixels, (name, muts, image.shape, header)
 
 
+# Structured JPEG decoys: segments a naive marker walk gets wrong (FF 00 pairs, fill
+# bytes, garbage between segments, fake frame headers inside APP/COM segments,
+# standalone RST/TEM markers, lengths below 2) around one real frame header.
+_TINY = cv2.imencode(".jpg", np.zeros((8, 8), np.uint8))[1].tobytes()
+_SOF_AT = _TINY.index(b"\xff\xc0")
+_SOF_END = _SOF_AT + 2 + struct.unpack(">H", _TINY[_SOF_AT + 2:_SOF_AT + 4])[0]
+
+
+def _fake_sof(w: int, h: int) -> bytes:
+    return b"\xff\xc0" + struct.pack(">HBHHB", 11, 8, h, w, 1) + b"\x01\x11\x00"
+
+
+dims = st.integers(1, 1500)
+piece = st.one_of(
+    st.tuples(st.just("ff00"), st.binary(min_size=0, max_size=3)),
+    st.tuples(st.just("fill"), st.integers(1, 4)),
+    st.tuples(st.just("garbage"), st.binary(min_size=1, max_size=6).filter(lambda b: b"\xff" not in b)),
+    st.tuples(st.just("app"), st.tuples(st.integers(0xE0, 0xEF), dims, dims)),
+    st.tuples(st.just("com"), st.tuples(dims, dims)),
+    st.tuples(st.just("rst"), st.integers(0xD0, 0xD7)),
+    st.tuples(st.just("tem"), st.just(0)),
+    st.tuples(st.just("short"), st.integers(0, 1)),
+)
+
+
+def _render(p) -> bytes:
+    kind, arg = p
+    if kind == "ff00":
+        return b"\xff\x00" + arg
+    if kind == "fill":
+        return b"\xff" * arg
+    if kind == "garbage":
+        return arg
+    if kind == "app":
+        marker, w, h = arg
+        body = b"x" + _fake_sof(w, h)
+        return bytes([0xFF, marker]) + struct.pack(">H", 2 + len(body)) + body
+    if kind == "com":
+        body = _fake_sof(*arg)
+        return b"\xff\xfe" + struct.pack(">H", 2 + len(body)) + body
+    if kind in ("rst", "tem"):
+        return bytes([0xFF, arg if kind == "rst" else 0x01])
+    return b"\xff\xee" + struct.pack(">H", arg)  # APP14 with a bogus length below 2
+
+
+@settings(max_examples=int(sys.argv[1]) // 2 if len(sys.argv) > 1 else 300, deadline=None, database=None,
+          suppress_health_check=list(HealthCheck))
+@given(before=st.lists(piece, max_size=4), after=st.lists(piece, max_size=3), w=dims, h=dims)
+def fuzz_jpeg_structure(before, after, w, h) -> None:
+    sof = bytearray(_TINY[_SOF_AT:_SOF_END])
+    sof[5:9] = struct.pack(">HH", h, w)
+    data = (_TINY[:2] + b"".join(map(_render, before)) + _TINY[2:_SOF_AT] + bytes(sof)
+            + b"".join(map(_render, after)) + _TINY[_SOF_END:])
+    try:
+        header = parse_header(data)
+    except HeaderError:
+        return
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None:
+        return
+    assert image.shape[0] * image.shape[1] <= header.max_pixels, (before, after, w, h, image.shape, header)
+    assert (image.shape[1], image.shape[0]) == (header.width, header.height), (before, after, image.shape, header)
+
+
 if __name__ == "__main__":
     cv2.setNumThreads(1)
     # every seed parses and decodes to its declared size
@@ -108,4 +172,5 @@ if __name__ == "__main__":
         img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
         assert img is not None and (img.shape[1], img.shape[0]) == h.size(exif_orientation=False), name
     fuzz()
+    fuzz_jpeg_structure()
     print("fuzz ok")
