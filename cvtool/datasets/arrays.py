@@ -144,6 +144,7 @@ def _load_npz(path: Path) -> ArrayDataset:
 
 
 def _load_dataset_split(path: Path, split: str) -> ArrayDataset:
+    from cvtool.datasets.core import check_image_shape
     from cvtool.datasets.loader import load_dataset
     from cvtool.io.images import read_image
 
@@ -154,7 +155,9 @@ def _load_dataset_split(path: Path, split: str) -> ArrayDataset:
     pixels = []
     shape = None
     for im in images:
-        arr = read_image(ds.image_path(im))
+        image_path = ds.image_path(im)
+        arr = read_image(image_path)
+        check_image_shape(im, arr.shape, path=image_path)
         if arr.dtype != np.uint8:
             raise BadInputError(f"{im.file_name}: {arr.dtype} image; arrays hold uint8 only")
         if arr.ndim == 3 and arr.shape[2] == 4:

@@ -293,6 +293,8 @@ def augment(image: np.ndarray, boxes: np.ndarray, settings: AugmentSettings, rng
 class _ImageJob:
     index: int
     path: str
+    width: int  # declared by the annotations; the decoded image must match
+    height: int
     boxes: np.ndarray
     labels: np.ndarray
     flags: np.ndarray  # (K, 2) bool: iscrowd, difficult
@@ -309,6 +311,7 @@ def _augment_chunk(jobs: list[_ImageJob], *, settings: AugmentSettings, copies: 
 
     import cv2
 
+    from cvtool.datasets.core import ImageRecord, check_image_shape
     from cvtool.io.images import encode_image, read_image
 
     per = copies + int(keep_original)
@@ -316,6 +319,8 @@ def _augment_chunk(jobs: list[_ImageJob], *, settings: AugmentSettings, copies: 
     for job in jobs:
         try:
             image = read_image(job.path, max_pixels=max_pixels)
+            declared = ImageRecord(job.index, job.path, job.width, job.height)
+            check_image_shape(declared, image.shape, path=job.path)
             if image.dtype != np.uint8:
                 raise ValueError(f"{job.path}: {image.dtype} image; augment works on 8-bit images")
         except Exception as exc:  # noqa: BLE001 - CvtoolError and friends: report, skip
@@ -380,7 +385,8 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
     for i, im in enumerate(ds.images):
         idx = ds.annotations_of(im.id)
         flags = np.stack([ds.ann_iscrowd[idx], ds.ann_difficult[idx]], axis=1).astype(bool)
-        jobs_list.append(_ImageJob(i, str(ds.image_path(im)), ds.ann_boxes[idx], ds.ann_labels[idx], flags))
+        jobs_list.append(_ImageJob(i, str(ds.image_path(im)), im.width, im.height, ds.ann_boxes[idx],
+                                   ds.ann_labels[idx], flags))
     chunks = [jobs_list[s:s + chunk] for s in range(0, len(jobs_list), chunk)]
     tmp = temp_path_for(out_dir)
     (tmp / "images").mkdir(parents=True)
