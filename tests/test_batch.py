@@ -67,3 +67,33 @@ def test_unknown_backend_and_dask_without_scheduler(tmp_path):
         list(run_batch(_square, tasks, backend="mpi"))
     with pytest.raises(UsageError, match="--scheduler"):
         list(run_batch(_square, tasks, backend="dask"))
+
+
+def _sleepy(task: Task) -> int:
+    import time
+
+    v = int(task.item.path.read_text())
+    time.sleep(0.002 * ((7 * v) % 5))  # finish out of order
+    return v
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_thread_runner_yields_in_order_when_tasks_finish_out_of_order(tmp_path, jobs):
+    tasks, _ = plan_tasks(_items(tmp_path, 40), None)
+    outcomes = run_batch(_sleepy, tasks, jobs=jobs, backend="threading")
+    assert [o.result for o in outcomes] == list(range(40))
+
+
+def test_closing_the_generator_early_stops_the_thread_runner(tmp_path):
+    import threading
+
+    tasks, _ = plan_tasks(_items(tmp_path, 20), None)
+    gen = run_batch(_sleepy, tasks, jobs=2, backend="threading")
+    assert next(gen).result == 0
+    gen.close()
+    import time
+
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and any(t.name.startswith("cvtool-batch") for t in threading.enumerate()):
+        time.sleep(0.01)
+    assert not any(t.name.startswith("cvtool-batch") for t in threading.enumerate())
