@@ -74,3 +74,76 @@ def test_augment_reports_an_image_of_another_size(tmp_path, cli):
     assert res.exit_code == 1, res.output
     assert "a.png" in res.stderr and "40x30" in res.stderr and "100x50" in res.stderr
     assert not (out / "train" / "annotations.json").exists()
+
+
+# ---------------------------------------------------------------------------
+# 2. prepare --format yolo: one root data.yaml
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def yolo_and_coco(tmp_path_factory):
+    from typer.testing import CliRunner
+
+    from cvtool.cli.app import app
+
+    root = tmp_path_factory.mktemp("root_yaml")
+    for fmt in ("coco", "yolo"):
+        res = CliRunner().invoke(app, ["prepare", "detection", "--out", str(root / fmt), "--count", "6",
+                                       "--format", fmt, "--jobs", "1", "--seed", "3", "--quiet"])
+        assert res.exit_code == 0, res.output
+    return root
+
+
+def test_prepare_yolo_writes_one_root_data_yaml(yolo_and_coco):
+    import yaml
+
+    from cvtool.datasets import load_dataset
+
+    out = yolo_and_coco / "yolo"
+    doc = yaml.safe_load((out / "data.yaml").read_text())
+    splits = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert splits == ["test", "train", "val"]
+    assert {k: doc[k] for k in splits} == {s: f"{s}/images" for s in splits}
+    names = (yolo_and_coco / "coco" / "classes.txt").read_text().splitlines()
+    assert doc["nc"] == len(names) and doc["names"] == dict(enumerate(names))
+    for split in splits:
+        coco = load_dataset(yolo_and_coco / "coco", split=split)
+        for yolo in (load_dataset(out / "data.yaml", split=split), load_dataset(out, split=split)):
+            assert [im.file_name for im in yolo.images] == [im.file_name for im in coco.images]
+            assert [(im.width, im.height) for im in yolo.images] == [(im.width, im.height) for im in coco.images]
+            assert len(yolo.ann_boxes) == len(coco.ann_boxes) > 0
+            for im_y, im_c in zip(yolo.images, coco.images):
+                by = yolo.ann_boxes[yolo.annotations_of(im_y.id)]
+                bc = coco.ann_boxes[coco.annotations_of(im_c.id)]
+                np.testing.assert_allclose(by, bc, atol=1e-3)  # 6-decimal normalised coordinates
+                name_y = {c.id: c.name for c in yolo.categories}
+                name_c = {c.id: c.name for c in coco.categories}
+                assert [name_y[i] for i in yolo.ann_labels[yolo.annotations_of(im_y.id)]] == \
+                    [name_c[i] for i in coco.ann_labels[coco.annotations_of(im_c.id)]]
+        assert (yolo_and_coco / "yolo" / split / "data.yaml").is_file()  # a split still loads alone
+        assert len(load_dataset(out / split).images) == len(coco.images)
+
+
+def test_augment_yolo_root_data_yaml_lists_the_splits_written(yolo_and_coco, tmp_path, cli):
+    import yaml
+
+    from cvtool.datasets import load_dataset
+
+    src = yolo_and_coco / "coco"
+    out = tmp_path / "aug"
+    for split in ("val", "train"):
+        res = cli(["prepare", "augment", src, "--split", split, "--out", out, "--flip-h", "1", "--format", "yolo",
+                   "--jobs", "1", "--quiet"])
+        assert res.exit_code == 0, res.output
+        if split == "val":  # no train split yet: Ultralytics needs one, nothing written
+            assert not (out / "data.yaml").exists()
+    doc = yaml.safe_load((out / "data.yaml").read_text())
+    assert (doc["train"], doc["val"], "test" in doc) == ("train/images", "val/images", False)
+    for split in ("train", "val"):
+        ds, ref = load_dataset(out, split=split), load_dataset(src, split=split)
+        assert len(ds.images) == len(ref.images) and len(ds.ann_boxes) == len(ref.ann_boxes)
+        w = ref.images[0].width  # a horizontal flip: x1' = w - x2, x2' = w - x1
+        flipped = np.column_stack([w - ref.ann_boxes[:, 2], ref.ann_boxes[:, 1], w - ref.ann_boxes[:, 0],
+                                   ref.ann_boxes[:, 3]])
+        np.testing.assert_allclose(ds.ann_boxes, flipped, atol=1e-3)

@@ -373,7 +373,7 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
     from cvtool.batch import default_jobs
     from cvtool.datasets.core import Dataset, ImageRecord
     from cvtool.io.atomic import temp_path_for
-    from cvtool.prepare.writer import commit_dir, image_name, write_dataset_files
+    from cvtool.prepare.writer import commit_dir, image_name, write_dataset_files, write_yolo_root
 
     settings.validate()
     if copies < 0 or (copies == 0 and not keep_original):
@@ -425,6 +425,8 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
                          ann_difficult=flags[:, 1].copy(), root=tmp)
         write_dataset_files(out_ds, tmp, fmt=fmt)
         commit_dir(tmp, out_dir, overwrite=overwrite)
+        if fmt == "yolo":  # OUT/data.yaml over OUT's splits, out_dir being OUT/{split}
+            write_yolo_root(out_dir.parent, tuple(c.name for c in sorted(ds.categories, key=lambda c: c.id)))
     finally:
         import shutil
 

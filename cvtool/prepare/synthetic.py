@@ -16,7 +16,8 @@ from cvtool.errors import UsageError
 from cvtool.prepare.scenes import SceneSettings
 from cvtool.prepare.sources import (ObjectPool, load_backgrounds, load_crop_folder, load_mnist,
                                     load_sklearn_digits, split_objects)
-from cvtool.prepare.writer import OutputOptions, SplitPlan, prepare_out, write_classes, write_split
+from cvtool.prepare.writer import (OutputOptions, SplitPlan, prepare_out, write_classes, write_split,
+                                   write_yolo_root)
 
 
 @dataclass(frozen=True)
@@ -108,4 +109,6 @@ def make_dataset(pool: ObjectPool, backgrounds: list[np.ndarray], settings: Scen
         summary[plan.name] = {"images": res.num_images, "boxes": int(res.boxes.shape[0]),
                               "objects": len(plan.pool)}
     write_classes(opts.out, pool.class_names)
+    if opts.png and opts.format == "yolo":
+        write_yolo_root(opts.out, pool.class_names)
     return summary

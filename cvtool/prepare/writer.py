@@ -456,6 +456,23 @@ def write_dataset_files(ds, split_dir: Path, *, fmt: str = "coco") -> None:
         raise UsageError(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
 
 
+def write_yolo_root(out: Path, class_names: tuple[str, ...]) -> Path | None:
+    """``OUT/data.yaml`` for Ultralytics over the YOLO splits written so far.
+
+    Names ``train``, ``val`` and ``test`` for each ``OUT/{split}`` that holds
+    ``images/`` and ``labels/`` (the per-split ``data.yaml`` files stay).
+    Nothing is written without a ``train`` split (Ultralytics requires one).
+    Returns the path written, or None.
+    """
+    from cvtool.datasets.yolo import write_data_yaml
+
+    entries = {s: f"{s}/images" for s in ("train", "val", "test")
+               if (out / s / "images").is_dir() and (out / s / "labels").is_dir()}
+    if "train" not in entries:
+        return None
+    return write_data_yaml(out, list(class_names), entries, overwrite=True)
+
+
 def commit_dir(tmp_dir: Path, final_dir: Path, *, overwrite: bool) -> None:
     """Rename a finished temporary folder to its final name (replacing it only with ``overwrite``)."""
     if final_dir.exists():
