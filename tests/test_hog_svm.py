@@ -183,10 +183,11 @@ def test_stopped_training_restarts_from_scratch_to_the_same_model(cli, tmp_path,
     import cvtool.detectors.hog_svm as hs
 
     data = tmp_path / "data"
-    r = cli(["prepare", "detection", "--out", data, "--count", "40", "--canvas", "64", "--objects", "1-2",
+    r = cli(["prepare", "detection", "--out", data, "--count", "30", "--canvas", "64", "--objects", "1-2",
              "--jobs", "1", "--quiet"])
     assert r.exit_code == 0, r.output
-    args = ["--data", data, "--mine-rounds", "1", "--negatives", "4", "--eval-split", "none", "--jobs", "1"]
+    args = ["--data", data, "--mine-rounds", "1", "--negatives", "2", "--hard-per-image", "4", "--eval-split", "none",
+            "--jobs", "1"]
     real_mine = hs.HogSvmDetector._mine
 
     def stop(self, images, boxes):  # SIGTERM arrives as KeyboardInterrupt (cli.common.handle_errors)

@@ -327,7 +327,7 @@ def test_fuzzed_model_files_fail_cleanly_in_bounded_memory(tmp_path, hog_model):
     BadInputError or detects on a 128x96 image, the whole run under a 3 GiB address-space limit."""
     ckpts = {k: str(v) for k, v in _checkpoints(tmp_path).items()}
     p = subprocess.run([sys.executable, "-c", FUZZ_CHILD, str(3 * GiB), str(hog_model), str(tmp_path),
-                        json.dumps(ckpts), "30"], capture_output=True, text=True, timeout=400)
+                        json.dumps(ckpts), "20"], capture_output=True, text=True, timeout=400)
     assert p.returncode == 0, p.stderr[-3000:]
     outcomes = json.loads(p.stdout.strip().splitlines()[-1])
     assert outcomes["refused"] >= 5 and outcomes["works"] >= 5, outcomes
