@@ -147,3 +147,69 @@ def test_augment_yolo_root_data_yaml_lists_the_splits_written(yolo_and_coco, tmp
         flipped = np.column_stack([w - ref.ann_boxes[:, 2], ref.ann_boxes[:, 1], w - ref.ann_boxes[:, 0],
                                    ref.ann_boxes[:, 3]])
         np.testing.assert_allclose(ds.ann_boxes, flipped, atol=1e-3)
+
+
+# ---------------------------------------------------------------------------
+# 3. --image-dir on eval (annotations kept apart from their images)
+# ---------------------------------------------------------------------------
+
+
+def _flat_voc_apart(root):
+    """``root/xml/*.xml`` (LabelImg, <size> 0: read from the image) and ``root/photos/*.png``."""
+    (root / "xml").mkdir(parents=True)
+    (root / "photos").mkdir()
+    sizes = {"a.png": (64, 48), "b.png": (50, 70)}
+    boxes = {"a.png": [(11, 6, 40, 30), (30, 20, 60, 45)], "b.png": [(5, 10, 25, 60)]}
+    for name, (w, h) in sizes.items():
+        assert cv2.imwrite(str(root / "photos" / name), np.full((h, w, 3), 90, np.uint8))
+        objs = "".join(f"<object><name>{'cat' if k else 'dog'}</name><difficult>0</difficult><bndbox>"
+                       f"<xmin>{b[0]}</xmin><ymin>{b[1]}</ymin><xmax>{b[2]}</xmax><ymax>{b[3]}</ymax></bndbox></object>"
+                       for k, b in enumerate(boxes[name]))
+        (root / "xml" / f"{name[:-4]}.xml").write_text(
+            f"<annotation><folder>images</folder><filename>{name}</filename><path>C:\\labelimg\\{name}</path>"
+            f"<size><width>0</width><height>0</height><depth>3</depth></size>{objs}</annotation>")
+    return sizes
+
+
+def test_eval_image_dir_for_a_flat_voc_folder(tmp_path, cli):
+    from cvtool.datasets import load_dataset
+
+    sizes = _flat_voc_apart(tmp_path)
+    gt = load_dataset(tmp_path / "xml", images=tmp_path / "photos")
+    assert {im.file_name: (im.width, im.height) for im in gt.images} == sizes  # from the PNGs
+    names = {c.id: c.name for c in gt.categories}
+    with (tmp_path / "pred.jsonl").open("w") as fh:
+        for im in gt.images:
+            sel = gt.annotations_of(im.id)
+            fh.write(json.dumps({"file": im.file_name, "width": im.width, "height": im.height,
+                                 "boxes": gt.ann_boxes[sel].tolist(), "scores": [0.9] * len(sel),
+                                 "names": [names[int(i)] for i in gt.ann_labels[sel]]}) + "\n")
+    base = ["eval", "--gt", tmp_path / "xml", "--pred", tmp_path / "pred.jsonl", "--metric", "voc", "--json"]
+    res = cli(base)
+    assert res.exit_code == 1 and "a.png" in res.stderr and "--image-dir" in res.stderr, res.output
+    res = cli([*base, "--image-dir", tmp_path / "photos"])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(res.stdout)
+    assert doc["mAP"] == {"0.5": pytest.approx(1.0)}, doc
+    res = cli(["eval", "--gt", tmp_path / "xml", "--gt-format", "text", "--pred", tmp_path / "pred.jsonl",
+               "--image-dir", tmp_path / "photos"])
+    assert res.exit_code == 2 and "--image-dir" in res.stderr
+
+
+def test_load_arrays_images_for_annotations_kept_apart(tmp_path):
+    from cvtool.datasets.arrays import load_arrays
+    from cvtool.errors import UsageError
+
+    root = tmp_path / "coco"
+    _write_coco(root, (40, 30), (40, 30), [5, 5, 20, 10])
+    (root / "images").rename(tmp_path / "elsewhere")
+    (tmp_path / "elsewhere" / "images").mkdir()  # file_name is images/a.png
+    (tmp_path / "elsewhere" / "a.png").rename(tmp_path / "elsewhere" / "images" / "a.png")
+    with pytest.raises(BadInputError, match="a.png"):
+        load_arrays(root / "annotations.json")
+    arr = load_arrays(root / "annotations.json", images=tmp_path / "elsewhere")
+    assert arr.images.shape == (1, 30, 40) and arr.images[0, 10, 10] == 200
+    np.savez(tmp_path / "x.npz", images=arr.images, boxes=arr.boxes, labels=arr.labels, box_image=arr.box_image,
+             category_ids=arr.category_ids, category_names=arr.category_names)
+    with pytest.raises(UsageError, match="npz"):
+        load_arrays(tmp_path / "x.npz", images=tmp_path / "elsewhere")

@@ -75,6 +75,7 @@ class EvalConfig:
     plots: Path | None
     csv: Path | None
     overwrite: bool
+    image_dir: Path | None = None
 
 
 def _check_outputs(config: EvalConfig) -> None:
@@ -130,7 +131,7 @@ def run_eval(config: EvalConfig) -> EvalRun:
                                     pixels_to_continuous, prediction_format)
 
     gt = load_ground_truth(config.gt, split=config.split, format=config.gt_format, box_format=config.box_format,
-                           relative=config.relative, clip=config.clip)
+                           relative=config.relative, clip=config.clip, images=config.image_dir)
     if config.metric == "proposals":
         from cvtool.eval.proposals import evaluate_proposals
 
@@ -276,6 +277,7 @@ def eval_command(
     gt_format: Annotated[GtFormat, typer.Option("--gt-format", help="Ground-truth format (auto: from the path).")] = GtFormat.auto,
     pred_format: Annotated[PredFormat, typer.Option("--pred-format", help="Prediction format. text: 'class score a b c d' (--box-format, --relative); yolo: 'class cx cy w h score', relative (detect --format yolo, Ultralytics save_txt + save_conf); auto: .jsonl, .json, or yolo for a labels/ folder.")] = PredFormat.auto,
     split: Annotated[str, typer.Option("--split", help="Split of a prepare folder (or of a YOLO data.yaml).")] = "test",
+    image_dir: Annotated[Path | None, typer.Option("--image-dir", exists=True, file_okay=False, help="Folder holding the ground truth's images when its annotations are kept apart (flat VOC XML folder, Darknet or YOLO labels without images, COCO JSON elsewhere); needed where sizes come from the images.", show_default=False)] = None,
     box_format: Annotated[BoxFormat, typer.Option("--box-format", help="Box values of text files (--gt-format/--pred-format text): lines 'class (score) a b c d'.")] = BoxFormat.xyxy,
     relative: Annotated[bool, typer.Option("--relative", help="Text box values are divided by the image size.")] = False,
     clip: Annotated[bool, typer.Option("--clip", help="Clip ground-truth boxes sticking out of their image instead of refusing them.")] = False,
@@ -317,13 +319,14 @@ def eval_command(
         _compare(pred, gt=gt, metric=metric.value, iou=tuple(iou or ()), gt_format=gt_format.value,
                  pred_format=pred_format.value, split=split, box_format=box_format.value, relative=relative,
                  clip=clip, voc_pixels=voc_pixels, counts=tuple(counts or (100, 500, 1000, 2000)),
-                 json_out=json_out, log=log)
+                 image_dir=image_dir, json_out=json_out, log=log)
         return
     pred = pred[0]
     config = EvalConfig(gt=gt, pred=pred, metric=metric.value, iou=tuple(iou or ()), gt_format=gt_format.value,
                         pred_format=pred_format.value, split=split, box_format=box_format.value, relative=relative,
                         clip=clip, voc_pixels=voc_pixels,
-                        counts=tuple(counts or (100, 500, 1000, 2000)), plots=plots, csv=csv, overwrite=overwrite)
+                        counts=tuple(counts or (100, 500, 1000, 2000)), plots=plots, csv=csv, overwrite=overwrite,
+                        image_dir=image_dir)
     _check_outputs(config)
     run = run_eval(config)
     report = run.report

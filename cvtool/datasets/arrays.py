@@ -28,7 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cvtool.errors import BadInputError
+from cvtool.errors import BadInputError, UsageError
 
 NPZ_KEYS = ("images", "boxes", "labels", "box_image", "category_ids", "category_names")
 """Keys every ``{split}.npz`` written by ``prepare`` holds."""
@@ -143,12 +143,13 @@ def _load_npz(path: Path) -> ArrayDataset:
     ).validate(source=str(path))
 
 
-def _load_dataset_split(path: Path, split: str) -> ArrayDataset:
+def _load_dataset_split(path: Path, split: str,
+                        images_dir: str | os.PathLike[str] | None = None) -> ArrayDataset:
     from cvtool.datasets.core import check_image_shape
     from cvtool.datasets.loader import load_dataset
     from cvtool.io.images import read_image
 
-    ds = load_dataset(path, split=split)
+    ds = load_dataset(path, split=split, images=images_dir)
     ann_path = path
     images = sorted(ds.images, key=lambda im: im.id)
     index_of = {im.id: i for i, im in enumerate(images)}
@@ -182,7 +183,8 @@ def _load_dataset_split(path: Path, split: str) -> ArrayDataset:
     ).validate(source=str(ann_path))
 
 
-def load_arrays(path: str | os.PathLike[str], *, split: str = "train") -> ArrayDataset:
+def load_arrays(path: str | os.PathLike[str], *, split: str = "train",
+                images: str | os.PathLike[str] | None = None) -> ArrayDataset:
     """Load one split of a ``prepare`` dataset as arrays.
 
     Parameters
@@ -193,6 +195,10 @@ def load_arrays(path: str | os.PathLike[str], *, split: str = "train") -> ArrayD
         JSON, a split folder, YOLO, VOC).
     split : str
         Split name used when ``path`` is the dataset folder.
+    images : path-like, optional
+        Folder holding the images when the annotations are kept apart (see
+        :func:`cvtool.datasets.load_dataset`); not with a ``.npz``, which
+        holds the pixels itself.
 
     Returns
     -------
@@ -203,14 +209,19 @@ def load_arrays(path: str | os.PathLike[str], *, split: str = "train") -> ArrayD
     Raises
     ------
     BadInputError
-        Nothing loadable at ``path``, a malformed file, or images of different sizes.
+        Nothing loadable at ``path``, a malformed file, images of different
+        sizes, or an image whose size differs from the one its annotations declare.
+    UsageError
+        ``images`` given for a ``.npz``.
     """
     p = Path(path)
-    if p.is_file() and p.suffix == ".npz":
-        return _load_npz(p)
-    if p.is_dir() and (p / f"{split}.npz").is_file():
-        return _load_npz(p / f"{split}.npz")
+    npz = p if p.is_file() and p.suffix == ".npz" else p / f"{split}.npz" if p.is_dir() else None
+    if npz is not None and npz.is_file():
+        if images is not None:
+            raise UsageError(f"{npz}: an .npz holds its images; images= (--image-dir) applies to "
+                             "annotation files")
+        return _load_npz(npz)
     if not p.exists():
         raise BadInputError(
             f"{p}: no such file or folder (write a dataset with cvtool prepare localization|detection --out DIR [--npz])")
-    return _load_dataset_split(p, split)
+    return _load_dataset_split(p, split, images)

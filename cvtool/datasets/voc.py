@@ -151,7 +151,11 @@ def parse_voc_annotation(path: Path, root: Path, *, ann_dir: Path | None = None,
                                 "(0 means: read the size from the image)")
         w, h = int(fw), int(fh)
     if w <= 0 or h <= 0:
-        w, h = image_size(safe_join(root, file_name))
+        image_path = safe_join(root, file_name)
+        if images is None and not image_path.exists():  # the usual cause: XML kept apart from the images
+            raise BadInputError(f"{where}: <size> is 0x0 and {name}: image not found to read it from (pass "
+                                "the folder holding the images: images=, --image-dir on the command line)")
+        w, h = image_size(image_path)
     objects = []
     for j, obj in enumerate(node.findall("object")):
         ow = f"{where}: object {j}"

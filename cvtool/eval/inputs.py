@@ -45,7 +45,8 @@ def pixels_to_continuous(boxes: np.ndarray) -> np.ndarray:
 
 
 def load_ground_truth(path: str | os.PathLike[str], *, split: str = "test", format: str = "auto",
-                      box_format: str = "xyxy", relative: bool = False, clip: bool = False) -> Dataset:
+                      box_format: str = "xyxy", relative: bool = False, clip: bool = False,
+                      images: str | os.PathLike[str] | None = None) -> Dataset:
     """Ground truth from a prepare folder (with ``split``), a COCO JSON, a YOLO, VOC or text-box folder.
 
     Parameters
@@ -55,11 +56,14 @@ def load_ground_truth(path: str | os.PathLike[str], *, split: str = "test", form
         Conventions of text box files (``class a b c d``).
     clip : bool
         Clip boxes sticking out of their image instead of refusing them.
+    images : path-like, optional
+        Folder holding the images when the annotations are kept apart
+        (``--image-dir``; see :func:`cvtool.datasets.load_dataset`).
 
     Raises
     ------
     UsageError
-        Unknown ``format`` or ``box_format``.
+        Unknown ``format`` or ``box_format``; ``images`` with text box files.
     BadInputError
         Missing or malformed files.
     """
@@ -73,10 +77,14 @@ def load_ground_truth(path: str | os.PathLike[str], *, split: str = "test", form
     if format == "text":
         from cvtool.datasets.text import read_text_boxes
 
+        if images is not None:
+            raise UsageError("--image-dir does not apply to --gt-format text (text boxes are pixels, "
+                             "or divided by the image size with --relative)")
+
         return read_text_boxes(path, box_format=box_format, relative=relative, clip=clip)
     from cvtool.datasets import load_dataset
 
-    return load_dataset(path, split=split, format=None if format == "auto" else format, clip=clip)
+    return load_dataset(path, split=split, format=None if format == "auto" else format, clip=clip, images=images)
 
 
 def resolve_predictions_path(path: str | os.PathLike[str]) -> Path:
