@@ -437,3 +437,12 @@ def test_sigterm_at_each_stage_then_resume(tmp_path, stage_job, stage, jobs, bac
     for name in _outputs(ref):
         assert (out / name).read_bytes() == (ref / name).read_bytes(), name
     assert (out / "run.json").exists() and leftover_temp_files(tmp_path) == []
+
+
+def test_prepare_augment_on_a_full_disk_names_the_file(tmp_path, hog_model):
+    data, _ = hog_model
+    out = tmp_path / "aug"
+    res = _limited(["prepare", "augment", str(data), "--out", str(out), "--jobs", "1", "-q"], 2048)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.strip() == f"error: cannot write {out / 'train' / 'images' / '000000.png'}: {_EFBIG}"
+    assert [p for p in out.rglob("*") if p.is_file()] == []

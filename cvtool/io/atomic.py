@@ -73,6 +73,19 @@ def write_error(path: str | os.PathLike[str], exc: OSError) -> OSError:
     return WriteError(exc.errno, exc.strerror or str(exc) or type(exc).__name__, os.fspath(path))
 
 
+def relocate_write_error(exc: OSError, tmp_dir: str | os.PathLike[str],
+                         final_dir: str | os.PathLike[str]) -> OSError:
+    """``exc`` renamed from a file inside the temp folder ``tmp_dir`` to its place in ``final_dir``.
+
+    For writers that fill a temp folder and rename it at the end: the user
+    should read the name the file would have had.  Other errors return unchanged.
+    """
+    tmp, name = os.fspath(tmp_dir), exc.filename
+    if isinstance(name, str) and (name == tmp or name.startswith(tmp + os.sep)):
+        return WriteError(exc.errno, exc.strerror, os.fspath(final_dir) + name[len(tmp):])
+    return exc
+
+
 @contextlib.contextmanager
 def naming_write_errors(path: str | os.PathLike[str]) -> Iterator[None]:
     """Turn any ``OSError`` raised in the block into a :class:`WriteError` naming ``path``."""

@@ -312,6 +312,7 @@ def _augment_chunk(jobs: list[_ImageJob], *, settings: AugmentSettings, copies: 
     import cv2
 
     from cvtool.datasets.core import ImageRecord, check_image_shape
+    from cvtool.io.atomic import naming_write_errors
     from cvtool.io.images import encode_image, read_image
 
     per = copies + int(keep_original)
@@ -337,7 +338,8 @@ def _augment_chunk(jobs: list[_ImageJob], *, settings: AugmentSettings, copies: 
                 img, b, keep = augment(image, job.boxes, settings, rng)
                 lab, flags = job.labels[keep], job.flags[keep]
             j = job.index * per + k
-            with open(os.path.join(images_dir, f"{j:06d}.png"), "wb") as fh:
+            name = os.path.join(images_dir, f"{j:06d}.png")
+            with naming_write_errors(name), open(name, "wb") as fh:
                 fh.write(encode_image(img, ".png", params=[cv2.IMWRITE_PNG_COMPRESSION, 1]))
             out.append((j, w, h, np.asarray(b, dtype=np.float64).reshape(-1, 4), np.asarray(lab, dtype=np.int64),
                         np.asarray(flags, dtype=bool).reshape(-1, 2)))
@@ -427,6 +429,10 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
         commit_dir(tmp, out_dir, overwrite=overwrite)
         if fmt == "yolo":  # OUT/data.yaml over OUT's splits, out_dir being OUT/{split}
             write_yolo_root(out_dir.parent, tuple(c.name for c in sorted(ds.categories, key=lambda c: c.id)))
+    except OSError as exc:  # name the file as it would have appeared, not the temp folder
+        from cvtool.io.atomic import relocate_write_error
+
+        raise relocate_write_error(exc, tmp, out_dir) from None
     finally:
         import shutil
 

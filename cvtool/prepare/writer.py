@@ -410,12 +410,9 @@ def write_split(plan: SplitPlan, settings: SceneSettings, *, seed: int, opts: Ou
             commit_dir(tmp_dir, final_dir, overwrite=opts.overwrite)
         return result
     except OSError as exc:  # name the file as it would have appeared, not the temp folder
-        if isinstance(exc.filename, str) and exc.filename.startswith(str(tmp_dir)):
-            from cvtool.io.atomic import WriteError
+        from cvtool.io.atomic import relocate_write_error
 
-            name = str(final_dir) + exc.filename[len(str(tmp_dir)):]
-            raise WriteError(exc.errno, exc.strerror, name) from None
-        raise
+        raise relocate_write_error(exc, tmp_dir, final_dir) from None
     finally:
         if npz_writer is not None:
             npz_writer.abort()
