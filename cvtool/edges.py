@@ -145,8 +145,8 @@ def log_response(gray: np.ndarray, *, sigma: float = 2.0) -> np.ndarray:
     Separable: ``d2/dx2 G * I + d2/dy2 G * I`` with kernels truncated at 4 sigma,
     borders reflected ``cba|abc``.
     """
-    if sigma <= 0:
-        raise ValueError(f"sigma={sigma} must be > 0")
+    if not sigma >= 0.5:  # smaller: a degenerate 1-3 pixel kernel, and sigma**4 underflows to 0
+        raise ValueError(f"sigma={sigma} must be at least 0.5")
     g, g2 = _gaussian_kernels(sigma)
     img = gray.astype(np.float64)
     border = cv2.BORDER_REFLECT

@@ -375,6 +375,10 @@ def _skimage_blocks(image: np.ndarray, params: HogParams, *, visualize: bool = F
                channel_axis=-1 if image.ndim == 3 else None)
 
 
+MAX_DESCRIPTOR_BYTES = 2**30
+"""Largest descriptor array one image may produce (windows x descriptor length x 4 bytes)."""
+
+
 def compute_hog(
     image: np.ndarray,
     *,
@@ -436,6 +440,11 @@ def compute_hog(
         image = np.ascontiguousarray(image[: win[1], : win[0]])
         h, w = win[1], win[0]
     nx, ny = (w - win[0]) // step[0] + 1, (h - win[1]) // step[1] + 1
+    size = nx * ny * grid[0] * grid[1] * params.block_dim * 4
+    if size > MAX_DESCRIPTOR_BYTES:
+        raise ValueError(f"{nx * ny} windows of {win[0]}x{win[1]} on a {w}x{h} image make {size / 2**30:.1f} GiB "
+                         f"of descriptors; at most {MAX_DESCRIPTOR_BYTES // 2**30} GiB per image "
+                         "(use a larger stride or window, or a smaller image)")
     ys, xs = np.meshgrid(np.arange(ny) * step[1], np.arange(nx) * step[0], indexing="ij")
     positions = np.stack([xs.ravel(), ys.ravel()], axis=1).astype(np.int64)
     if engine == "opencv":

@@ -137,8 +137,8 @@ def test_cli_mnist_folder(tmp_path, cli):
     (["--canvas", "0x5"], "--canvas"),
     (["--max-iou", "1.5"], "--max-iou"),
     (["--no-png"], "--no-png needs --npz"),
-    (["--mnist", "x", "--crops", "y"], "exclude each other"),
-    (["--crops", "nowhere"], "not a folder"),
+    (["--mnist", ".", "--crops", "."], "exclude each other"),
+    (["--crops", "nowhere"], "--crops: path 'nowhere' does not exist"),  # checked while parsing (#12)
 ])
 def test_cli_usage_errors(tmp_path, cli, args, message):
     res = cli(["prepare", "detection", "--out", tmp_path / "o", "--count", "5", "--jobs", "1", *args])

@@ -100,14 +100,14 @@ def test_json_summary(cli, images, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--k", "0"], "k (scale) must be a positive number, got 0"),
-    (["--sigma", "-1"], "sigma must be in [0, 10], got -1"),
-    (["--max", "0"], "max proposals must be >= 1"),
-    (["--max-aspect", "0.5"], "max aspect"),
+    (["--k", "0"], "--k 0 is out of range: must be >= 0.001"),
+    (["--sigma", "-1"], "--sigma -1 is out of range: must be >= 0"),
+    (["--max", "0"], "--max 0 is out of range: must be >= 1"),
+    (["--max-aspect", "0.5"], "--max-aspect 0.5 is out of range: must be >= 1"),
     (["--similarity", "xyz"], "similarity set 'xyz'"),
-    (["--resize", "2"], "--resize must be at least 4"),
-    (["--draw", "-1"], "--draw must be >= 0"),
-    (["--workers", "0"], "--workers must be >= 1"),
+    (["--resize", "2"], "--resize 2 is out of range: must be >= 4"),
+    (["--draw", "-1"], "--draw -1 is out of range: must be >= 0"),
+    (["--workers", "0"], "--workers 0 is out of range: must be >= 1"),
 ])
 def test_bad_parameters_exit_2(cli, images, tmp_path, args, message):
     res = cli(["selective-search", images / "a.png", "--out", tmp_path / "o", "--mode", "single"] + args)

@@ -37,12 +37,17 @@ OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder (create
 OverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace outputs that exist.")]
 SkipExistingOpt = Annotated[bool, typer.Option("--skip-existing", help="Keep outputs that exist (restart a killed job).")]
 RecursiveOpt = Annotated[bool, typer.Option("--recursive", "-r", help="Descend into sub-folders.")]
-JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers (0: all cores).", min=0)]
+MAX_JOBS = 256
+"""Most parallel workers a folder job starts (each is a process or thread with its own buffers)."""
+MAX_SEED = 2**32 - 1
+JobsOpt = Annotated[int, typer.Option("--jobs", "-j", help="Parallel workers (0: all cores).", min=0, max=MAX_JOBS)]
 QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or info messages.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print a JSON summary (or JSONL records) on stdout.")]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.")]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same output.", min=0,
+                                      max=MAX_SEED)]
 MaxPixelsOpt = Annotated[
-    int, typer.Option("--max-pixels", help="Refuse images larger than this many pixels (decompression bombs).", min=1)
+    int, typer.Option("--max-pixels", help="Refuse images larger than this many pixels (decompression bombs).", min=1,
+                      max=2**31)
 ]
 SchedulerOpt = Annotated[
     str | None, typer.Option("--scheduler", help="dask.distributed scheduler address for --backend dask.")
@@ -451,8 +456,10 @@ def _bad_value_reason(exc: Any) -> tuple[Any, str]:
         return value, "is not true or false"
     if kind in _PYDANTIC_BOUNDS:
         key, op = _PYDANTIC_BOUNDS[kind]
-        return value, f"is out of range: must be {op} {ctx.get(key, '?'):g}" if isinstance(
-            ctx.get(key), (int, float)) else f"is out of range: must be {op} {ctx.get(key)}"
+        bound = ctx.get(key, "?")
+        if isinstance(bound, float) and bound.is_integer() and abs(bound) < 1e15:
+            bound = int(bound)
+        return value, f"is out of range: must be {op} {bound}"
     bare = getattr(getattr(exc.param, "type_descriptor", None), "annotation", None)
     if isinstance(bare, type) and issubclass(bare, Enum):
         return value, "is not valid; choose one of " + ", ".join(str(m.value) for m in bare)

@@ -20,6 +20,11 @@ EPILOG = examples(
     "cvtool edges scans/ --out bin/ prewitt --binarize 64 --jobs 2",
 )
 
+MIN_LOG_SIGMA = 0.5
+"""Smallest LoG sigma: below it the truncated kernel degenerates (and sigma**4 underflows)."""
+MAX_SIGMA = 100.0
+"""Largest --sigma: a 601-pixel Gaussian (Canny) or 801-pixel LoG kernel, wider than most images."""
+
 METHODS = ("sobel", "prewitt", "scharr", "roberts", "laplacian", "log", "marr-hildreth", "canny")
 
 
@@ -57,9 +62,9 @@ def edges_command(
     mode: Annotated[Mode, typer.Option("--mode", help="Gradient methods: magnitude, |x|, |y| or direction (0..360 deg -> 0..max).")] = Mode.magnitude,
     ksize: Annotated[int, typer.Option("--ksize", help="Sobel aperture: 1, 3, 5 or 7.")] = 3,
     neighbours: Annotated[int, typer.Option("--neighbours", help="Laplacian kernel: 4 or 8 neighbours.")] = 4,
-    sigma: Annotated[float | None, typer.Option("--sigma", help="LoG/marr-hildreth Gaussian sigma (default 2); Canny pre-blur (default 0: none).", min=0)] = None,
-    low: Annotated[float | None, typer.Option("--low", help="Canny low threshold (with --high; omit both for automatic).", min=0)] = None,
-    high: Annotated[float | None, typer.Option("--high", help="Canny high threshold.", min=0)] = None,
+    sigma: Annotated[float | None, typer.Option("--sigma", help="LoG/marr-hildreth Gaussian sigma (default 2); Canny pre-blur (default 0: none).", min=0, max=MAX_SIGMA)] = None,
+    low: Annotated[float | None, typer.Option("--low", help="Canny low threshold (with --high; omit both for automatic).", min=0, max=1e6)] = None,
+    high: Annotated[float | None, typer.Option("--high", help="Canny high threshold.", min=0, max=1e6)] = None,
     spread: Annotated[float, typer.Option("--spread", help="Automatic Canny thresholds: (1 -/+ spread) x median.", min=0, max=1)] = 0.33,
     zc_threshold: Annotated[float, typer.Option("--zc-threshold", help="marr-hildreth: keep zero crossings whose slope is at least this fraction of the largest.", min=0, max=1)] = 0.1,
     scale: Annotated[Scale, typer.Option("--scale", help="max: strongest response -> full scale; clip: 8-bit-scale values saturated at 255.")] = Scale.max,
@@ -106,8 +111,8 @@ def edges_command(
         raise UsageError("give both --low and --high, or neither for automatic Canny thresholds")
     if low is not None and high is not None and low > high:
         raise UsageError(f"--low {low} must not exceed --high {high}")
-    if method in ("log", "marr-hildreth") and sigma is not None and sigma <= 0:
-        raise UsageError(f"--sigma {sigma} must be > 0 for {method}")
+    if method in ("log", "marr-hildreth") and sigma is not None and sigma < MIN_LOG_SIGMA:
+        raise UsageError(f"--sigma {sigma} must be at least {MIN_LOG_SIGMA} for {method} (a 5-pixel kernel)")
     settings = dict(mode=mode.value, ksize=ksize, neighbours=neighbours, sigma=sigma, low=low, high=high,
                     spread=spread, zc_threshold=zc_threshold, scale=scale.value, depth=depth, binarize=binarize)
     job = ImageJob(functools.partial(edges_transform, method=method, settings=tuple(sorted(settings.items()))),

@@ -49,8 +49,16 @@ class HogFormat(str, Enum):
     npy = "npy"
 
 
-def parse_size(text: str | None, name: str) -> tuple[int, int] | None:
-    """Parse ``'64x128'`` (or ``'8'`` for a square) into ``(w, h)``; ``UsageError`` naming ``name``."""
+MAX_WINDOW = 4096
+"""Largest --window / --stride side in pixels."""
+MAX_CELL = 256
+"""Largest --cell side in pixels."""
+MAX_BLOCK = 16
+"""Largest --block / --block-stride side in cells."""
+
+
+def parse_size(text: str | None, name: str, limit: int = MAX_WINDOW) -> tuple[int, int] | None:
+    """Parse ``'64x128'`` (or ``'8'`` for a square) into ``(w, h)``, each side 1..limit; ``UsageError`` naming ``name``."""
     if text is None:
         return None
     parts = str(text).lower().replace("*", "x").split("x")
@@ -65,6 +73,8 @@ def parse_size(text: str | None, name: str) -> tuple[int, int] | None:
         raise UsageError(f"{name} {text!r} is not a size such as 64x128 or 8") from None
     if w <= 0 or h <= 0:
         raise UsageError(f"{name} {text!r} must be positive")
+    if max(w, h) > limit:
+        raise UsageError(f"{name} {text!r}: sides are limited to {limit}")
     return w, h
 
 
@@ -211,7 +221,7 @@ def hog_command(
     signed: Annotated[bool, typer.Option("--signed/--unsigned", help="Signed gradients over 360 degrees (opencv only).")] = False,
     block_norm: Annotated[BlockNorm, typer.Option("--block-norm", help="Block normalisation (opencv: L2-Hys only).")] = BlockNorm.l2hys,
     sqrt: Annotated[bool, typer.Option("--sqrt/--no-sqrt", help="Gamma compression: square root of intensities first.")] = False,
-    win_sigma: Annotated[float | None, typer.Option("--win-sigma", help="opencv: Gaussian block weighting sigma in px (0 = off; default (block_w+block_h)/8).", min=0)] = None,
+    win_sigma: Annotated[float | None, typer.Option("--win-sigma", help="opencv: Gaussian block weighting sigma in px (0 = off; default (block_w+block_h)/8).", min=0, max=1000)] = None,
     engine: Annotated[Engine, typer.Option("--engine", help="opencv (fast, trilinear votes) or skimage (scikit-image's hog, every parameter).")] = Engine.opencv,
     fmt: Annotated[HogFormat, typer.Option("--format", help=f"npz: one {NPZ_NAME} for all inputs; npy: one file per image.")] = HogFormat.npz,
     visualize: Annotated[bool, typer.Option("--visualize", help=f"Also write a HOG picture per image under {VIS_DIR}/.")] = False,
@@ -244,8 +254,8 @@ def hog_command(
     args = command_args()
     log = Log(quiet)
     try:
-        params = HogParams(cell=parse_size(cell, "--cell"), block=parse_size(block, "--block"),
-                           block_stride=parse_size(block_stride, "--block-stride"), bins=bins, signed=signed,
+        params = HogParams(cell=parse_size(cell, "--cell", MAX_CELL), block=parse_size(block, "--block", MAX_BLOCK),
+                           block_stride=parse_size(block_stride, "--block-stride", MAX_BLOCK), bins=bins, signed=signed,
                            block_norm=block_norm.value, sqrt=sqrt, win_sigma=win_sigma)
         win = parse_size(window, "--window")
         step = parse_size(stride, "--stride")

@@ -10,7 +10,7 @@ from cvtool.cli.common import JobsOpt, JsonOpt, OverwriteOpt, QuietOpt, SeedOpt,
 from cvtool.cli.prepare_localization import (BackgroundsOpt, ChunkOpt, ClutterOpt, ClutterSizeOpt, CropsOpt,
                                              FashionOpt, Format, FormatOpt, InkOpt, MnistOpt, NoiseOpt, NoPngOpt,
                                              NpzOpt, OutReq, PngLevelOpt, ScaleOpt, SplitOpt, ThresholdOpt,
-                                             run_synthetic)
+                                             MAX_COUNT, run_synthetic)
 
 EPILOG = examples(
     "cvtool prepare detection --out data/digits",
@@ -31,18 +31,21 @@ def detection_command(
     canvas: Annotated[str, typer.Option("--canvas", help="Canvas SIZE or WIDTHxHEIGHT.")] = "128",
     objects: Annotated[str, typer.Option("--objects", help="Objects per canvas, LOW-HIGH (uniform).")] = "3-5",
     scale: ScaleOpt = "0.8-1.2",
-    max_iou: Annotated[float, typer.Option("--max-iou", help="Largest IoU allowed between two boxes.")] = 0.2,
+    max_iou: Annotated[float, typer.Option("--max-iou", help="Largest IoU allowed between two boxes.", min=0, max=1)] = 0.2,
     min_visible: Annotated[float, typer.Option(
-        "--min-visible", help="Smallest fraction of an object's ink left uncovered by later objects.")] = 0.75,
-    tries: Annotated[int, typer.Option("--tries", help="Positions tried per object before the canvas restarts.")] = 100,
+        "--min-visible", help="Smallest fraction of an object's ink left uncovered by later objects.", min=0, max=1)] = 0.75,
+    tries: Annotated[int, typer.Option("--tries", help="Positions tried per object before the canvas restarts.", min=1,
+                                          max=100_000)] = 100,
     restarts: Annotated[int, typer.Option(
-        "--restarts", help="Canvas restarts before giving up with an error (constraints too tight).")] = 20,
+        "--restarts", help="Canvas restarts before giving up with an error (constraints too tight).", min=1,
+        max=10_000)] = 20,
     ink_threshold: InkOpt = 0,
     noise: NoiseOpt = 0.0,
     clutter: ClutterOpt = 0,
     clutter_size: ClutterSizeOpt = 8,
     count: Annotated[int | None, typer.Option(
-        "--count", help="Train canvases (val/test in proportion to their objects) [default: 1000].")] = None,
+        "--count", help="Train canvases (val/test in proportion to their objects) [default: 1000].", min=1,
+        max=MAX_COUNT)] = None,
     split: SplitOpt = None,
     fmt: FormatOpt = Format.coco,
     npz: NpzOpt = False,

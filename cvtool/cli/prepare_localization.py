@@ -39,14 +39,18 @@ CropsOpt = Annotated[Path | None, typer.Option(
     "--crops", exists=True, help="Folder of object crops CLASS_NAME/*.png; mask from alpha, else from --threshold.")]
 ThresholdOpt = Annotated[float, typer.Option(
     "--threshold", help="Crops without alpha: a pixel is object when its grey differs from the median "
-    "border grey by more than this.")]
+    "border grey by more than this.", min=0, max=255)]
 BackgroundsOpt = Annotated[Path | None, typer.Option(
     "--backgrounds", exists=True, help="Folder of background pictures: random crops replace the black canvas.")]
 ScaleOpt = Annotated[str, typer.Option("--scale", help="Object scale range LOW-HIGH (uniform), or one value.")]
-InkOpt = Annotated[int, typer.Option("--ink-threshold", help="Alpha above this counts as ink for tight boxes.")]
-NoiseOpt = Annotated[float, typer.Option("--noise", help="Gaussian pixel noise standard deviation (grey levels).")]
-ClutterOpt = Annotated[int, typer.Option("--clutter", help="Random object fragments pasted as clutter per canvas.")]
-ClutterSizeOpt = Annotated[int, typer.Option("--clutter-size", help="Side of each clutter fragment (pixels).")]
+InkOpt = Annotated[int, typer.Option("--ink-threshold", help="Alpha above this counts as ink for tight boxes.",
+                                     min=0, max=254)]
+NoiseOpt = Annotated[float, typer.Option("--noise", help="Gaussian pixel noise standard deviation (grey levels).",
+                                         min=0, max=255)]
+ClutterOpt = Annotated[int, typer.Option("--clutter", help="Random object fragments pasted as clutter per canvas.",
+                                         min=0, max=1000)]
+ClutterSizeOpt = Annotated[int, typer.Option("--clutter-size", help="Side of each clutter fragment (pixels).",
+                                             min=1, max=8192)]
 SplitOpt = Annotated[str | None, typer.Option(
     "--split", help="TRAIN,VAL,TEST fractions of the objects [default: 0.8,0.1,0.1; with --mnist: MNIST's "
     "train/test, and --split divides MNIST-train into train/val by TRAIN:VAL].")]
@@ -54,8 +58,14 @@ FormatOpt = Annotated[Format, typer.Option("--format", "-f", help="Annotation fo
 NpzOpt = Annotated[bool, typer.Option("--npz", help="Also write OUT/{split}.npz (compressed arrays for training).")]
 NoPngOpt = Annotated[bool, typer.Option("--no-png", help="With --npz: write only the .npz files, no PNGs.")]
 PngLevelOpt = Annotated[int, typer.Option("--png-level", help="PNG zlib compression level 0-9 (1: fast, "
-                                          "files ~15% larger than 9).")]
-ChunkOpt = Annotated[int, typer.Option("--chunk", help="Scenes per parallel task.")]
+                                          "files ~15% larger than 9).", min=0, max=9)]
+MAX_SCALE = 100.0
+"""Largest object scale (--scale): a 28-pixel digit becomes at most 2,800 pixels wide."""
+MAX_OBJECTS = 1000
+"""Most objects per canvas (--objects)."""
+MAX_COUNT = 10_000_000
+"""Most train canvases one prepare run makes (--count)."""
+ChunkOpt = Annotated[int, typer.Option("--chunk", help="Scenes per parallel task.", min=1, max=100_000)]
 
 
 def run_synthetic(*, kind: str, args: dict[str, Any], out: Path, mnist, fashion_mnist, crops, threshold,
@@ -68,12 +78,18 @@ def run_synthetic(*, kind: str, args: dict[str, Any], out: Path, mnist, fashion_
     from cvtool.prepare.scenes import SceneSettings
     from cvtool.prepare.sources import parse_split
     from cvtool.prepare.synthetic import SourceOptions, canvas_channels, load_source, make_dataset
+    from cvtool.errors import UsageError
     from cvtool.prepare.writer import OutputOptions
 
     log = Log(quiet)
     started = now_iso()
     size = parse_size(canvas)
     scale_range = parse_range(scale, option="--scale")
+    if scale_range[1] > MAX_SCALE:
+        raise UsageError(f"--scale {scale!r}: objects are scaled at most {MAX_SCALE:g} times")
+    objects = scene.get("objects")
+    if objects is not None and objects[1] > MAX_OBJECTS:
+        raise UsageError(f"--objects {objects[0]}-{objects[1]}: at most {MAX_OBJECTS} objects per canvas")
     fractions = parse_split(split) if split is not None else None
     opts = OutputOptions(out=out, format=fmt.value, png=not no_png, npz=npz, png_level=png_level,
                          jobs=jobs, chunk=chunk, overwrite=overwrite).validate()
@@ -117,7 +133,8 @@ def localization_command(
     clutter: ClutterOpt = 0,
     clutter_size: ClutterSizeOpt = 8,
     count: Annotated[int | None, typer.Option(
-        "--count", help="Train canvases (val/test in proportion) [default: one per object].")] = None,
+        "--count", help="Train canvases (val/test in proportion) [default: one per object].", min=1,
+        max=MAX_COUNT)] = None,
     split: SplitOpt = None,
     fmt: FormatOpt = Format.coco,
     npz: NpzOpt = False,

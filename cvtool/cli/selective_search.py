@@ -161,23 +161,24 @@ def selective_search_command(
                                        "(HSV, Lab x k 50, 100 x ctsf, tsf); quality: 80 strategies.")] = Mode.fast,
     colour_space: Annotated[ColourSpace | None, typer.Option(
         "--colour-space", help="Colour space of --mode single (default hsv).")] = None,
-    k: Annotated[float | None, typer.Option("--k", help="Felzenszwalb scale k of --mode single (default 100).")] = None,
+    k: Annotated[float | None, typer.Option("--k", help="Felzenszwalb scale k of --mode single (default 100).", min=0.001, max=1e5)] = None,
     similarity: Annotated[str | None, typer.Option(
         "--similarity", help="Similarity set of --mode single: letters of c (colour), t (texture), s (size), "
         "f (fill) (default ctsf).")] = None,
-    sigma: Annotated[float, typer.Option("--sigma", help="Gaussian smoothing of the segmentation (0-10).")] = 0.8,
+    sigma: Annotated[float, typer.Option("--sigma", help="Gaussian smoothing of the segmentation.", min=0, max=10)] = 0.8,
     segment_min_size: Annotated[int | None, typer.Option(
-        "--segment-min-size", help="Felzenszwalb minimum region size in pixels (default: k).")] = None,
-    max_proposals: Annotated[int | None, typer.Option("--max", help="Keep the N best-ranked boxes per image.")] = None,
-    min_size: Annotated[float, typer.Option("--min-size", help="Drop boxes with a side shorter than this (pixels).")] = 0.0,
+        "--segment-min-size", help="Felzenszwalb minimum region size in pixels (default: k).", min=0, max=10**7)] = None,
+    max_proposals: Annotated[int | None, typer.Option("--max", help="Keep the N best-ranked boxes per image.", min=1, max=10**7)] = None,
+    min_size: Annotated[float, typer.Option("--min-size", help="Drop boxes with a side shorter than this (pixels).", min=0, max=1e5)] = 0.0,
     max_aspect: Annotated[float | None, typer.Option(
-        "--max-aspect", help="Drop boxes whose long side is over this many times the short side.")] = None,
+        "--max-aspect", help="Drop boxes whose long side is over this many times the short side.", min=1, max=1e4)] = None,
     resize: Annotated[int | None, typer.Option(
-        "--resize", help="Search a copy whose longer side is at most this (boxes are given in the original).")] = None,
-    draw: Annotated[int, typer.Option("--draw", help="Draw the N best-ranked boxes to OUT/draw/.")] = 0,
+        "--resize", help="Search a copy whose longer side is at most this (boxes are given in the original).",
+        min=4, max=16384)] = None,
+    draw: Annotated[int, typer.Option("--draw", help="Draw the N best-ranked boxes to OUT/draw/.", min=0, max=10**5)] = 0,
     segments: Annotated[bool, typer.Option("--segments", help="Write the initial segmentations to OUT/segments/.")] = False,
     workers: Annotated[int, typer.Option(
-        "--workers", help="Processes for the strategies of one image (for many images use --jobs).")] = 1,
+        "--workers", help="Processes for the strategies of one image (for many images use --jobs).", min=1, max=256)] = 1,
     seed: SeedOpt = 0,
     max_pixels: MaxPixelsOpt = 200_000_000,
     recursive: RecursiveOpt = False,
