@@ -475,9 +475,11 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
     Raises
     ------
     UsageError
-        Bad settings, a missing GPU, a batch size that does not split across processes.
+        Bad settings, a missing GPU, a batch size that does not split across processes,
+        or another process training into ``out_dir`` (:mod:`cvtool.runner.lock`).
     CvtoolError
-        The loss became NaN or infinite.
+        The loss became NaN or infinite; a checkpoint or metrics file could not be
+        written (full disk: one line naming the file).
     KeyboardInterrupt
         After SIGTERM or Ctrl-C, once ``weights/last.pt`` holds the state at the
         last finished batch (``--resume`` continues from there).
