@@ -171,15 +171,19 @@ def render_one(pool: ObjectPool, settings: SceneSettings, *, seed: int, split: s
 
 
 def _save_pool(pool: ObjectPool, backgrounds: list[np.ndarray], folder: Path) -> None:
+    """The object pool for worker processes, in a scratch folder (a full disk names the file)."""
+    from cvtool.io.atomic import naming_write_errors
+
     folder.mkdir(parents=True)
-    np.save(folder / "alpha.npy", pool.alpha)
-    np.save(folder / "sizes.npy", pool.sizes)
-    np.save(folder / "labels.npy", pool.labels)
+    arrays = {"alpha": pool.alpha, "sizes": pool.sizes, "labels": pool.labels}
     if pool.colour is not None:
-        np.save(folder / "colour.npy", pool.colour)
-    for i, bg in enumerate(backgrounds):
-        np.save(folder / f"bg{i:05d}.npy", bg)
-    (folder / "classes.json").write_text(json.dumps(list(pool.class_names)), encoding="utf-8")
+        arrays["colour"] = pool.colour
+    arrays.update((f"bg{i:05d}", bg) for i, bg in enumerate(backgrounds))
+    for name, arr in arrays.items():
+        with naming_write_errors(folder / f"{name}.npy"):
+            np.save(folder / f"{name}.npy", arr)
+    with naming_write_errors(folder / "classes.json"):
+        (folder / "classes.json").write_text(json.dumps(list(pool.class_names)), encoding="utf-8")
 
 
 def _load_pool(folder: str) -> tuple[ObjectPool, list[np.ndarray]]:
