@@ -114,6 +114,8 @@ def test_prepare_options_have_upper_bounds(cli, tiny, tmp_path, argv, option, va
     (["edges", "{img}", "--out", "{out}", "canny", "--low", "inf", "--high", "inf"], "--low inf"),
     (["edges", "{img}", "--out", "{out}", "log", "--sigma", "1e-300"], "--sigma 1e-300"),
     (["filter", "{img}", "--out", "{out}", "invert", "--seed", "-1"], "--seed -1"),
+    (["detect", "{img}", "--model", "{img}", "--out", "{out}", "--min-size", "50", "--max-size", "10"],
+     "--min-size 50 must not exceed --max-size 10"),
     (["filter", "{img}", "--out", "{out}", "invert", "--jobs", "100000"], "--jobs 100000"),
     (["prepare", "detection", "--out", "{out}", "--objects", "1-100000"], "--objects 1-100000"),
     (["prepare", "localization", "--out", "{out}", "--scale", "inf"], "--scale 'inf'"),

@@ -259,6 +259,8 @@ def detect_command(
     args = command_args(locals())
     started = now_iso()
     log = Log(quiet)
+    if min_size is not None and max_size is not None and min_size > max_size:
+        raise UsageError(f"--min-size {min_size:g} must not exceed --max-size {max_size:g}")
     items = expand_inputs(inputs, recursive=recursive)
     for name in (JSONL_NAME, COCO_NAME):
         if (out / name).exists() and not overwrite:
