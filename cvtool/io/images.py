@@ -199,17 +199,21 @@ class _StderrCapture:
             self.active += 1
             self.entries += 1
             start, entries, crowded = os.lseek(sink, 0, os.SEEK_CUR), self.entries, self.active > 1
+        mine = b""
         try:
             result = func()
         finally:
             with self.cond:
+                self.active -= 1
+                if self.active == 0:  # restore stderr first: nothing below may leave it redirected
+                    try:
+                        os.dup2(self.saved, 2)
+                    finally:
+                        os.close(self.saved)
                 end = os.lseek(sink, 0, os.SEEK_CUR)
                 mine = os.pread(sink, min(end - start, 1 << 20), start) if end > start else b""
-                crowded = crowded or self.active > 1 or self.entries != entries
-                self.active -= 1
+                crowded = crowded or self.active > 0 or self.entries != entries
                 if self.active == 0:
-                    os.dup2(self.saved, 2)
-                    os.close(self.saved)
                     everything = os.pread(sink, min(end, 1 << 20), 0) if end else b""
                     keep = b"".join(ln for ln in everything.splitlines(keepends=True)
                                     if not any(m in ln for m in _JPEG_CORRUPT))
