@@ -214,3 +214,16 @@ def test_list_files_are_bounded(tmp_path):
 
     a = _png(tmp_path / "a.png")
     assert [f.path for f in expand_inputs(["-"], stdin=io.StringIO(f"# c\n{a}\n"))] == [a]
+
+
+def test_glob_follows_linked_folders_without_looping(tmp_path, monkeypatch):
+    import glob
+
+    _png(tmp_path / "real" / "a.png")
+    (tmp_path / "top").mkdir()
+    (tmp_path / "top" / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real")  # a cycle
+    monkeypatch.chdir(tmp_path)
+    got = {str(f.rel) for f in expand_inputs(["top/**/*.png"])}
+    assert "linked/a.png" in got
+    assert {os.path.realpath(p) for p in glob.glob("top/*/*.png")} == {os.path.realpath(tmp_path / "real" / "a.png")}

@@ -145,7 +145,7 @@ def _glob(pattern: str, problems: list[InputProblem]) -> list[Path]:
     out: list[Path] = []
     found: list[InputProblem] = []  # "**" may list a folder twice: reported once below
 
-    def walk(folder: Path, rest: tuple[str, ...], shown: Path | None) -> None:
+    def walk(folder: Path, rest: tuple[str, ...], shown: Path | None, ancestors: frozenset = frozenset()) -> None:
         part, tail = rest[0], rest[1:]
         join = (lambda name: shown / name) if shown is not None else (lambda name: Path(name))
         if part == "**":
@@ -155,11 +155,12 @@ def _glob(pattern: str, problems: list[InputProblem]) -> list[Path]:
                 if entry.name.startswith("."):
                     continue
                 try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_dir = entry.is_dir()  # symbolic links to folders followed, as glob.glob does
+                    key = (entry.stat().st_dev, entry.stat().st_ino) if is_dir else None
                 except OSError:
                     is_dir = False
-                if is_dir:
-                    walk(Path(entry.path), rest, join(entry.name))
+                if is_dir and key not in ancestors:  # a link back to an ancestor: no endless loop
+                    walk(Path(entry.path), rest, join(entry.name), ancestors | {key})
                 elif not tail:
                     out.append(join(entry.name))
             return
