@@ -256,6 +256,16 @@ def _watch_parent(parent_pid: int) -> None:
                      daemon=True).start()
 
 
+def call_watched(func: Callable[..., Any], parent_pid: int, *args: Any, **kwargs: Any) -> Any:
+    """``func(*args, **kwargs)`` in a worker process that exits when ``parent_pid`` dies.
+
+    For code that maps its own function with joblib's loky backend (``run_batch``
+    does this itself): ``delayed(call_watched)(func, os.getpid(), *args)``.
+    """
+    _watch_parent(parent_pid)
+    return func(*args, **kwargs)
+
+
 # ---------------------------------------------------------------------------
 # In-process work on daemon threads, interruptible while a C call runs
 # ---------------------------------------------------------------------------

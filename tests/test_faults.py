@@ -446,3 +446,19 @@ def test_prepare_augment_on_a_full_disk_names_the_file(tmp_path, hog_model):
     assert res.returncode == 1, res.stderr
     assert res.stderr.strip() == f"error: cannot write {out / 'train' / 'images' / '000000.png'}: {_EFBIG}"
     assert [p for p in out.rglob("*") if p.is_file()] == []
+
+
+def test_prepare_workers_of_a_killed_parent_stop(tmp_path):
+    """prepare maps its own chunks with loky: those workers also stop with their parent (#13)."""
+    out = tmp_path / "out"
+    cmd = [sys.executable, "-m", "cvtool", "prepare", "detection", "--count", "3000", "--canvas", "256x256",
+           "--out", str(out), "--jobs", "2", "-q"]
+    proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.DEVNULL)
+    try:
+        # workers are running once the scratch folders fill with PNGs
+        assert _wait_until(lambda: len(list(tmp_path.rglob("*.png"))) >= 5, 120), "no worker started"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _wait_until(lambda: not _group_processes(proc.pid), 15), _group_processes(proc.pid)
+    finally:
+        _kill_group(proc.pid)

@@ -18,6 +18,7 @@ from a generator, and :func:`augment` ties them together.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -402,8 +403,11 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
         else:
             from joblib import Parallel, delayed
 
+            from cvtool.batch import call_watched
+
+            parent = os.getpid()  # workers stop if this process is killed
             stream = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(
-                delayed(_augment_chunk)(c, **kwargs) for c in chunks)
+                delayed(call_watched)(_augment_chunk, parent, c, **kwargs) for c in chunks)
         failures = []
         for res in stream:
             for r in res:

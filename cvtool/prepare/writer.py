@@ -337,8 +337,11 @@ def _run_chunks(chunks: list[_Chunk], plan: SplitPlan, backgrounds: list[np.ndar
     chunks = [_Chunk(**{**c.__dict__, "pool_dir": str(pool_dir)}) for c in chunks]
     from joblib import Parallel, delayed
 
+    from cvtool.batch import call_watched
+
+    parent = os.getpid()  # workers stop if this process is killed
     yield from Parallel(n_jobs=n_jobs, backend="loky", return_as="generator",
-                        pre_dispatch="2*n_jobs")(delayed(_render_chunk)(c) for c in chunks)
+                        pre_dispatch="2*n_jobs")(delayed(call_watched)(_render_chunk, parent, c) for c in chunks)
 
 
 def prepare_out(out: Path, splits: list[str], *, npz: bool, png: bool, overwrite: bool) -> None:
