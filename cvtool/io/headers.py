@@ -212,7 +212,7 @@ def _png(data: bytes) -> ImageHeader:
         ctype = data[i + 4:i + 8]
         if length > 0x7FFFFFFF:
             raise HeaderError("malformed PNG (chunk length out of range)")
-        body = data[i + 8:i + 8 + length]
+        body = data[i + 8:i + 8 + length] if ctype in (b"IHDR", b"fcTL", b"eXIf") else b""
         if ctype == b"IDAT" and not animated:
             break
         if ctype == b"IEND":
@@ -252,11 +252,15 @@ def _u24(b: bytes) -> int:
 
 
 def _webp_chunks(data: bytes, start: int, end: int):
+    """``(fourcc, payload)``; bitstream payloads are cut to their first 16 bytes (all a size needs)."""
     i = start
     while i + 8 <= end:
         fourcc = data[i:i + 4]
         (size,) = struct.unpack("<I", data[i + 4:i + 8])
-        yield fourcc, data[i + 8:min(i + 8 + size, end)]
+        stop = min(i + 8 + size, end)
+        if fourcc in (b"VP8 ", b"VP8L", b"ALPH", b"ICCP", b"XMP "):
+            stop = min(stop, i + 8 + 16)
+        yield fourcc, data[i + 8:stop]
         i += 8 + size + (size & 1)
 
 
