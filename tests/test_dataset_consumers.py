@@ -213,3 +213,23 @@ def test_load_arrays_images_for_annotations_kept_apart(tmp_path):
              category_ids=arr.category_ids, category_names=arr.category_names)
     with pytest.raises(UsageError, match="npz"):
         load_arrays(tmp_path / "x.npz", images=tmp_path / "elsewhere")
+
+
+def test_eval_warns_when_jsonl_covers_part_of_the_ground_truth(tmp_path, cli):
+    _flat_voc_apart(tmp_path)
+    # a record for a.png only (its two boxes exact, VOC pixel indices -> x1 - 1, y1 - 1, x2, y2)
+    rec = {"file": "a.png", "width": 64, "height": 48, "boxes": [[10, 5, 40, 30], [29, 19, 60, 45]],
+           "scores": [0.9, 0.8], "names": ["dog", "cat"]}
+    (tmp_path / "part.jsonl").write_text(json.dumps(rec) + "\n")
+    res = cli(["eval", "--gt", tmp_path / "xml", "--image-dir", tmp_path / "photos", "--pred", tmp_path / "part.jsonl",
+               "--metric", "voc", "--json"])
+    assert res.exit_code == 0, res.output
+    assert "records for 1 of the ground truth's 2 images" in res.stderr
+    per_class = {c["name"]: c for c in json.loads(res.stdout)["thresholds"][0]["per_class"]}
+    assert per_class["cat"]["AP"] == pytest.approx(1.0)  # the one cat is in a.png
+    assert per_class["dog"]["AP"] == pytest.approx(0.5)  # b.png's dog was never run: missed
+    (tmp_path / "all.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "file": "b.png", "boxes": [],
+                                                                         "scores": [], "names": []}) + "\n")
+    res = cli(["eval", "--gt", tmp_path / "xml", "--image-dir", tmp_path / "photos", "--pred", tmp_path / "all.jsonl",
+               "--metric", "voc"])
+    assert res.exit_code == 0 and "records for" not in res.stderr, res.output

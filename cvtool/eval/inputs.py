@@ -189,6 +189,19 @@ def load_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str =
     return read_predictions(resolve_predictions_path(path), gt, format=format, unknown=unknown)
 
 
+def jsonl_images_covered(path: str | os.PathLike[str], gt: Dataset) -> int:
+    """How many ground-truth images a ``detect`` JSONL (or its folder) has a record for.
+
+    ``detect`` writes one record per image, boxes or not, so an image without a
+    record was not run through the detector (a subset, or a failed image).
+    """
+    from cvtool.datasets.results import FileMatcher, read_jsonl_records
+
+    path = resolve_predictions_path(path)
+    match = FileMatcher(gt)
+    return len({match(rec.get("file"), f"{path}:{n}") for n, rec in read_jsonl_records(path)})
+
+
 def load_proposals(path: str | os.PathLike[str], gt: Dataset) -> dict[int, np.ndarray]:
     """``selective-search`` JSONL -> ``{image id: (N, 4) xyxy boxes in rank order}``.
 
