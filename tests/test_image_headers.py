@@ -467,3 +467,18 @@ def test_png_with_bytes_after_iend_decodes_and_truncated_png_refused():
     np.testing.assert_array_equal(decode_image(trailed), cv2.imdecode(enc, cv2.IMREAD_UNCHANGED))
     with pytest.raises(BadInputError, match="truncated PNG"):
         decode_image(data[:-12] + b"IEND" * 2)
+
+
+@pytest.mark.parametrize("global_table", [False, True])
+def test_gif_frames_found_with_or_without_colour_tables(global_table):
+    """A 4x4 logical screen whose second frame declares 3000x3000 (with and without a
+    global colour table, with a local one on the big frame)."""
+    flags = 0x80 if global_table else 0x00  # 2-entry global table when set
+    head = b"GIF89a" + struct.pack("<HHBBB", 4, 4, flags, 0, 0) + (bytes(6) if global_table else b"")
+    small = b"\x2c" + struct.pack("<HHHHB", 0, 0, 4, 4, 0 if global_table else 0x80) \
+        + (b"" if global_table else bytes(6)) + b"\x02\x02\x44\x01\x00"
+    big = b"\x21\xf9\x04\x00\x00\x00\x00\x00" + b"\x2c" + struct.pack("<HHHHB", 0, 0, 3000, 3000, 0x80) \
+        + bytes(6) + b"\x02\x02\x44\x01\x00"
+    h = parse_header(head + small + big + b"\x3b")
+    assert (h.width, h.height) == (4, 4)
+    assert h.max_pixels == 9_000_000

@@ -390,7 +390,7 @@ def _gif(data: bytes) -> ImageHeader:
         raise HeaderError("truncated GIF header")
     w, h, flags = struct.unpack("<HHB", data[6:11])
     frames: list[tuple[int, int]] = []
-    i = 13 + (3 << ((flags & 7) + 1) if flags & 0x80 else 0)
+    i = 13 + ((3 << ((flags & 7) + 1)) if flags & 0x80 else 0)  # after the global colour table
 
     def skip_blocks(j: int) -> int:
         while j < n and data[j]:
@@ -406,7 +406,7 @@ def _gif(data: bytes) -> ImageHeader:
                 break
             x, y, fw, fh, fflags = struct.unpack("<HHHHB", data[i + 1:i + 10])
             frames.append((x + fw, y + fh))
-            i += 10 + (3 << ((fflags & 7) + 1) if fflags & 0x80 else 0)
+            i += 10 + ((3 << ((fflags & 7) + 1)) if fflags & 0x80 else 0)  # local colour table
             i = skip_blocks(i + 1)  # LZW minimum code size, then data sub-blocks
         else:  # trailer (0x3B) or garbage: the decoder stops here too
             break
