@@ -83,3 +83,22 @@ def test_torch_checkpoint_with_pickle_payload_is_refused(tmp_path):
     with pytest.raises(BadInputError):
         read_model_kind(tmp_path / "plain.pt")
     assert not marker.exists()
+
+
+def test_atomic_write_never_follows_a_link_planted_at_its_temp_name(tmp_path, monkeypatch):
+    """A link at the (guessed) temp name must not redirect the write to another file."""
+    import secrets
+
+    from cvtool.io import atomic
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    out = tmp_path / "out"
+    out.mkdir()
+    monkeypatch.setattr(secrets, "token_hex", lambda n: "deadbeef")
+    planted = atomic.temp_path_for(out / "result.bin")
+    os.symlink(victim, planted)
+    with pytest.raises(OSError, match="cannot write .*result.bin"):
+        atomic.atomic_write_bytes(out / "result.bin", b"attacker-controlled name, our bytes")
+    assert victim.read_text() == "precious"
+    assert not (out / "result.bin").exists()

@@ -212,7 +212,7 @@ def atomic_open(path: str | os.PathLike[str], mode: str = "wb", *, overwrite: bo
                 if _stopped:
                     _check_not_stopped(me)
                 _open_temps[tmp] = me
-                raw = _NamedRawFile(tmp, "w")
+                raw = _NamedRawFile(tmp, "x")  # O_EXCL: never through a planted link
         except OSError as exc:
             raise write_error(path, exc) from None
         raw.final_path = os.fspath(path)
