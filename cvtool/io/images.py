@@ -163,6 +163,11 @@ class _StderrCapture:
                 import tempfile
 
                 self.sink = tempfile.TemporaryFile(buffering=0)
+            # O_APPEND: writes from several threads land one after the other, never over each other
+            import fcntl
+
+            fd = self.sink.fileno()
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_APPEND)
             self.pid, self.active, self.entries, self.exclusive, self.waiting_exclusive = os.getpid(), 0, 0, False, 0
         return self.sink.fileno()
 
@@ -187,7 +192,7 @@ class _StderrCapture:
                         pass
                     self.saved = os.dup(2)
                     try:
-                        os.lseek(sink, 0, os.SEEK_SET)
+                        os.ftruncate(sink, 0)
                         os.dup2(sink, 2)
                     except OSError:
                         os.close(self.saved)
@@ -198,7 +203,7 @@ class _StderrCapture:
                 return func(), b"", False
             self.active += 1
             self.entries += 1
-            start, entries, crowded = os.lseek(sink, 0, os.SEEK_CUR), self.entries, self.active > 1
+            start, entries, crowded = os.lseek(sink, 0, os.SEEK_END), self.entries, self.active > 1
         mine = b""
         try:
             result = func()
@@ -210,7 +215,7 @@ class _StderrCapture:
                         os.dup2(self.saved, 2)
                     finally:
                         os.close(self.saved)
-                end = os.lseek(sink, 0, os.SEEK_CUR)
+                end = os.lseek(sink, 0, os.SEEK_END)
                 mine = os.pread(sink, min(end - start, 1 << 20), start) if end > start else b""
                 crowded = crowded or self.active > 0 or self.entries != entries
                 if self.active == 0:
