@@ -233,3 +233,21 @@ def test_eval_warns_when_jsonl_covers_part_of_the_ground_truth(tmp_path, cli):
     res = cli(["eval", "--gt", tmp_path / "xml", "--image-dir", tmp_path / "photos", "--pred", tmp_path / "all.jsonl",
                "--metric", "voc"])
     assert res.exit_code == 0 and "records for" not in res.stderr, res.output
+
+
+def test_train_hog_svm_image_dir_for_a_flat_voc_folder(tmp_path, cli):
+    from cvtool.detectors.hog_svm import read_split
+
+    sizes = _flat_voc_apart(tmp_path)
+    rng = np.random.default_rng(0)
+    for name, (w, h) in sizes.items():  # texture, so that windows differ
+        assert cv2.imwrite(str(tmp_path / "photos" / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    split = read_split(tmp_path / "xml", images=tmp_path / "photos")
+    assert [im.shape[1::-1] for im in split.images] == list(sizes.values())
+    base = ["train", "hog-svm", "--data", tmp_path / "xml", "--window", "16x16", "--cell", "4x4", "--mine-rounds", "0",
+            "--negatives", "3", "--eval-split", "none", "--jobs", "1", "--quiet"]
+    res = cli([*base, "--out", tmp_path / "run0"])
+    assert res.exit_code == 1 and "--image-dir" in res.stderr, res.output
+    res = cli([*base, "--out", tmp_path / "run", "--image-dir", tmp_path / "photos"])
+    assert res.exit_code == 0, res.output
+    assert (tmp_path / "run" / "model.npz").is_file()

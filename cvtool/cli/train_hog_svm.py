@@ -26,6 +26,7 @@ def train_command(
     data: Annotated[Path, typer.Option("--data", exists=True, help="Dataset: a `prepare detection` folder, COCO JSON, YOLO or VOC folder.")],
     out: Annotated[Path, typer.Option("--out", "-o", help=f"Run folder: {MODEL_NAME}, {ROUNDS_NAME}, run.json.")],
     split: Annotated[str, typer.Option("--split", help="Split to train on.")] = "train",
+    image_dir: Annotated[Path | None, typer.Option("--image-dir", exists=True, file_okay=False, help="Folder holding the images when the annotations are kept apart (flat VOC XML folder, Darknet or YOLO labels without images, COCO JSON elsewhere).", show_default=False)] = None,
     eval_split: Annotated[str | None, typer.Option("--eval-split", help="Split scored (COCO AP) after each mining round, when present; 'none' to skip.")] = "val",
     window: Annotated[str, typer.Option("--window", help="Window WxH in pixels, or 'auto' (median box plus context, whole block strides).")] = "auto",
     context: Annotated[float, typer.Option("--context", help="Margin around the object on each side, as a fraction of its box.", min=0.0, max=1.0)] = 0.125,
@@ -98,13 +99,13 @@ def train_command(
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         log.info(f"reading {data} ({split})")
-        train = read_split(data, split=split, max_images=max_train)
+        train = read_split(data, split=split, max_images=max_train, images=image_dir)
         if not train.images:
             raise UsageError(f"{data}: split {split!r} has no images")
         val = None
         if eval_split and eval_split.lower() != "none":
             try:
-                val = read_split(data, split=eval_split)
+                val = read_split(data, split=eval_split, images=image_dir)
             except Exception:  # no such split: train without the per-round scores
                 log.info(f"no {eval_split!r} split in {data}: rounds are not scored")
         det = HogSvmDetector(window=win, context=context, hog=params, C=c, negatives_per_image=negatives,

@@ -898,11 +898,13 @@ class TrainingSplit:
     dataset: Any
 
 
-def read_split(path: str | Path, *, split: str = "train", max_images: int | None = None) -> TrainingSplit:
+def read_split(path: str | Path, *, split: str = "train", max_images: int | None = None,
+               images: str | Path | None = None) -> TrainingSplit:
     """Read a split of any dataset :func:`cvtool.datasets.load_dataset` accepts.
 
     Classes are the dataset's categories sorted by id.  ``max_images`` keeps
-    the first N images (in id order).
+    the first N images (in id order).  ``images``: the folder holding the
+    images when the annotations are kept apart (``load_dataset``'s ``images=``).
 
     Raises
     ------
@@ -912,7 +914,7 @@ def read_split(path: str | Path, *, split: str = "train", max_images: int | None
     from cvtool.datasets import load_dataset
     from cvtool.io.images import read_image
 
-    ds = load_dataset(path, split=split)
+    ds = load_dataset(path, split=split, images=images)
     images = sorted(ds.images, key=lambda im: im.id)
     if max_images is not None:
         images = images[:max_images]
