@@ -261,7 +261,10 @@ def detect_command(
     log = Log(quiet)
     if min_size is not None and max_size is not None and min_size > max_size:
         raise UsageError(f"--min-size {min_size:g} must not exceed --max-size {max_size:g}")
-    items = expand_inputs(inputs, recursive=recursive)
+    problems: list = []  # unreadable folders, broken links: named and counted as failures
+    items = expand_inputs(inputs, recursive=recursive, problems=problems)
+    for problem in problems:
+        log.error(str(problem))
     for name in (JSONL_NAME, COCO_NAME):
         if (out / name).exists() and not overwrite:
             raise UsageError(f"{out / name} exists; pass --overwrite to replace it")
@@ -272,8 +275,11 @@ def detect_command(
                           pyramid=tuple((k, v) for k, v in (("scale_step", scale), ("min_size", min_size),
                                                             ("max_size", max_size)) if v is not None))
     result = run_detect(config, items, log=log, json_out=json_out, quiet=quiet)
+    if problems:
+        result["failures"] = [{"path": str(p.path), "reason": str(p)} for p in problems] + result["failures"]
+        result["failed"] += len(problems)
     write_manifest(out, command="detect", args=args, device=device, started=started,
-                   counts={"total": len(items), "ok": result["ok"], "failed": result["failed"],
+                   counts={"total": len(items) + len(problems), "ok": result["ok"], "failed": result["failed"],
                            "detections": result["detections"]},
                    extra={"kind": result["kind"], "classes": result["classes"]})
     log.info(f"detect: {result['ok']} image(s), {result['detections']} detections, {result['failed']} failed -> {out}")

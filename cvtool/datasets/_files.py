@@ -85,16 +85,17 @@ def read_json(path: Path) -> Any:
 
 
 def image_size(path: Path) -> tuple[int, int]:
-    """(width, height) read from the image header (Pillow; the pixels are not decoded)."""
-    from PIL import Image, UnidentifiedImageError
+    """(width, height) of the image as ``read_image`` returns it, from its header.
 
-    try:
-        with Image.open(path) as im:
-            return int(im.width), int(im.height)
-    except FileNotFoundError:
-        raise BadInputError(f"{path}: image not found (needed for its size)") from None
-    except (UnidentifiedImageError, OSError) as exc:
-        raise BadInputError(f"{path}: cannot read the image size ({exc})") from None
+    EXIF orientation is applied (a portrait phone photo stored landscape gives its
+    upright size), so normalised boxes agree with the decoded pixels; special files
+    (FIFOs, devices) are refused without blocking.
+    """
+    from cvtool.io.images import read_image_size
+
+    if not path.exists():
+        raise BadInputError(f"{path}: image not found (needed for its size)")
+    return read_image_size(path)
 
 
 def walk_files(folder: Path, suffixes: tuple[str, ...]) -> list[Path]:

@@ -1,0 +1,83 @@
+"""Follow-ups across modules (#12): dataset image sizes follow EXIF orientation; detect counts unlistable folders."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+
+import cv2
+import numpy as np
+import pytest
+from PIL import Image
+
+
+def _phone_jpeg(path, h=40, w=64, orientation=6):
+    """A JPEG stored landscape (w x h) whose EXIF says "rotate 90 degrees clockwise"."""
+    rgb = cv2.GaussianBlur(np.random.default_rng(3).integers(0, 255, (h, w, 3), dtype=np.uint8), (5, 5), 2)
+    exif = Image.Exif()
+    exif[274] = orientation
+    buf = io.BytesIO()
+    Image.fromarray(rgb).save(buf, "JPEG", exif=exif.tobytes(), quality=95)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(buf.getvalue())
+
+
+def test_dataset_image_size_is_the_upright_size(tmp_path):
+    """YOLO labels are relative to the upright image; their pixel boxes must use the size cv2.imread gives."""
+    from cvtool.datasets import load_dataset
+    from cvtool.datasets._files import image_size
+
+    root = tmp_path / "yolo"
+    _phone_jpeg(root / "images" / "train" / "p.jpg")
+    h, w = cv2.imread(str(root / "images" / "train" / "p.jpg")).shape[:2]
+    assert (w, h) == (40, 64)  # the reference: OpenCV applies the orientation
+    assert image_size(root / "images" / "train" / "p.jpg") == (w, h)
+    (root / "labels" / "train").mkdir(parents=True)
+    (root / "labels" / "train" / "p.txt").write_text("0 0.5 0.5 0.5 0.25\n")
+    (root / "data.yaml").write_text("train: images/train\nval: images/train\nnames: {0: thing}\n")
+    ds = load_dataset(root, split="train")
+    (img,) = ds.images
+    assert (img.width, img.height) == (40, 64)
+    np.testing.assert_allclose(ds.ann_boxes, [[10, 24, 30, 40]], atol=1e-9)
+
+
+@pytest.fixture()
+def locked_tree(tmp_path, monkeypatch):
+    root = tmp_path / "in"
+    for rel in ("a.png", "locked/c.png"):
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        cv2.imwrite(str(root / rel), np.full((32, 32), 128, np.uint8))
+    real, locked = os.scandir, os.path.realpath(root / "locked")
+
+    def fake(path="."):
+        if isinstance(path, (str, os.PathLike)) and os.path.realpath(path) == locked:
+            raise PermissionError(13, "Permission denied", str(path))
+        return real(path)
+
+    monkeypatch.setattr(os, "scandir", fake)
+    return root
+
+
+def test_detect_counts_an_unlistable_folder_and_goes_on(locked_tree, tmp_path):
+    from typer.testing import CliRunner
+
+    from cvtool.cli.app import app
+
+    runner = CliRunner()
+    data, run, out = tmp_path / "data", tmp_path / "run", tmp_path / "det"
+    assert runner.invoke(app, ["prepare", "detection", "--out", str(data), "--count", "12", "--seed", "1",
+                               "--jobs", "1", "-q"]).exit_code == 0
+    res = runner.invoke(app, ["train", "hog-svm", "--data", str(data), "--out", str(run), "--mine-rounds", "0",
+                              "--negatives", "2", "--jobs", "1", "-q"])
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(app, ["detect", str(locked_tree), "-r", "--model", str(run), "--out", str(out), "--json"])
+    assert res.exit_code == 1
+    assert "locked: cannot list folder (Permission denied)" in res.stderr
+    records = [json.loads(line) for line in (out / "detections.jsonl").read_text().splitlines()]
+    assert [r["file"] for r in records] == ["a.png"]
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["summary"]["failed"] == 1 and summary["summary"]["ok"] == 1
+    assert summary["failures"][0]["path"].endswith("locked")
+    manifest = json.loads((out / "run.json").read_text())
+    assert manifest["counts"]["total"] == 2 and manifest["counts"]["failed"] == 1
