@@ -251,3 +251,23 @@ def test_train_hog_svm_image_dir_for_a_flat_voc_folder(tmp_path, cli):
     res = cli([*base, "--out", tmp_path / "run", "--image-dir", tmp_path / "photos"])
     assert res.exit_code == 0, res.output
     assert (tmp_path / "run" / "model.npz").is_file()
+
+
+def test_train_hog_svm_warns_when_the_eval_split_is_the_training_data(tmp_path, cli):
+    _flat_voc_apart(tmp_path)
+    rng = np.random.default_rng(1)
+    for name in ("a.png", "b.png"):
+        h, w = cv2.imread(str(tmp_path / "photos" / name)).shape[:2]
+        assert cv2.imwrite(str(tmp_path / "photos" / name), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
+    quick = ["--window", "16x16", "--cell", "4x4", "--mine-rounds", "0", "--negatives", "3", "--jobs", "1"]
+    # a flat folder is one split: --eval-split val reads the training images again
+    res = cli(["train", "hog-svm", "--data", tmp_path / "xml", "--image-dir", tmp_path / "photos", "--out",
+               tmp_path / "flat", *quick])
+    assert res.exit_code == 0, res.output
+    assert "2 of its 2 images are training images" in res.stderr
+    # prepare's layout ({split}/annotations.json) has a real val split: no warning
+    for split in ("train", "val"):
+        _write_coco(tmp_path / "prep" / split, (40, 30), (40, 30), [5, 5, 20, 12])
+    res = cli(["train", "hog-svm", "--data", tmp_path / "prep", "--out", tmp_path / "prep_run", *quick])
+    assert res.exit_code == 0, res.output
+    assert "round 0: val AP" in res.stderr and "training images" not in res.stderr

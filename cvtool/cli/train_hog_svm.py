@@ -108,6 +108,13 @@ def train_command(
                 val = read_split(data, split=eval_split, images=image_dir)
             except Exception:  # no such split: train without the per-round scores
                 log.info(f"no {eval_split!r} split in {data}: rounds are not scored")
+        if val is not None:  # one-split layouts (a COCO JSON, a flat VOC folder) read the same files for any split
+            trained = {(train.dataset.root / im.file_name) for im in train.dataset.images}
+            shared = sum((val.dataset.root / im.file_name) in trained for im in val.dataset.images)
+            if shared:
+                log.warn(f"--eval-split {eval_split}: {shared} of its {len(val.images)} images are training images "
+                         f"of --split {split} (a layout with one split reads the same files for every split name); "
+                         "its AP is not a held-out score")
         det = HogSvmDetector(window=win, context=context, hog=params, C=c, negatives_per_image=negatives,
                              neg_iou=neg_iou, mine_rounds=mine_rounds, mine_iou=mine_iou,
                              hard_per_image=hard_per_image, flip=flip, solver=solver, scale_step=scale,
