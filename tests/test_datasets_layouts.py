@@ -218,6 +218,27 @@ def test_symlinked_image_folders_are_followed(tmp_path):
         safe_join(coco, "images/link.png")
 
 
+def test_data_yaml_split_naming_a_symlinked_image_folder_is_followed(tmp_path):
+    """``train: images`` where ``images`` links to another disk (the layout
+    ``prepare convert --to yolo`` writes, with the images kept elsewhere)."""
+    disk = tmp_path / "other_disk"
+    disk.mkdir()
+    Image.new("RGB", (40, 30)).save(disk / "a.png")
+    yolo = tmp_path / "yolo"
+    (yolo / "labels").mkdir(parents=True)
+    os.symlink(disk, yolo / "images")
+    (yolo / "labels" / "a.txt").write_text("0 0.5 0.5 0.5 0.5\n")
+    (yolo / "data.yaml").write_text("train: images\nval: images\nnames: {0: x}\n")
+    ds = load_dataset(yolo / "data.yaml", split="val")
+    np.testing.assert_allclose(ds.ann_boxes, [[10, 7.5, 30, 22.5]])
+    assert ds.image_path(ds.images[0]).resolve() == (disk / "a.png").resolve()
+    # a file link out of the dataset is still refused
+    (tmp_path / "secret.png").write_bytes(b"x")
+    os.symlink(tmp_path / "secret.png", yolo / "b.png")
+    with pytest.raises(BadInputError, match="outside the dataset root"):
+        safe_join(yolo, "b.png")
+
+
 # ------------------------------------------------------------------ Ultralytics' data.yaml
 def _coco_splits(root: Path, rng) -> dict[str, np.ndarray]:
     boxes = {}

@@ -361,7 +361,8 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     must stay inside ``root`` lexically: no ``..``, no absolute path (see
     :func:`check_relative_name`).  The folders on the way are the dataset
     owner's layout and are followed wherever they point (an ``images/``
-    folder that is a symlink to another disk is fine).  A *file* that is
+    folder that is a symlink to another disk is fine, also when ``name``
+    itself names that folder).  A *file* that is
     itself a symlink must point inside ``root`` or inside its own folder.
 
     Parameters
@@ -390,7 +391,9 @@ def safe_join(root: str | os.PathLike[str], name: str) -> Path:
     pure = check_relative_name(name)
     root_path = Path(root)
     path = root_path.joinpath(*pure.parts)
-    if path.is_symlink():
+    if path.is_symlink() and not path.is_dir():
+        # a link to a folder (data.yaml's ``train: images`` on another disk) is
+        # the owner's layout, followed like the folders on the way
         real = os.path.realpath(path)
         bases = {os.path.realpath(root_path), os.path.realpath(path.parent)}
         if not any(os.path.commonpath([b, real]) == b for b in bases):
