@@ -356,11 +356,17 @@ def proposals_for(images: Sequence[np.ndarray], settings: ProposalSettings, *, j
     n = len(images)
     if jobs <= 1 or n < 16:
         return _propose_many(images, settings)
+    import os
+
     from joblib import Parallel, delayed
 
+    from cvtool.batch import call_watched
+
     chunk = max(8, -(-n // (jobs * 4)))
+    parent = os.getpid()  # workers stop when this process dies (no orphans after SIGKILL)
     parts = Parallel(n_jobs=jobs, backend="loky")(
-        delayed(_propose_many)(list(images[s:s + chunk]), settings) for s in range(0, n, chunk))
+        delayed(call_watched)(_propose_many, parent, list(images[s:s + chunk]), settings)
+        for s in range(0, n, chunk))
     return [b for part in parts for b in part]
 
 

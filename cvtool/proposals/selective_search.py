@@ -325,10 +325,15 @@ def selective_search(image: np.ndarray, *, strategies: Sequence[Strategy] | None
     else:
         tasks = list(by_space.items())
     if workers > 1 and len(tasks) > 1:
+        import os
+
         from joblib import Parallel, delayed
 
+        from cvtool.batch import call_watched
+
+        parent = os.getpid()  # workers stop when this process dies (no orphans after SIGKILL)
         outputs = Parallel(n_jobs=min(workers, len(tasks)), backend="loky")(
-            delayed(search_colour_space)(bgr, space, ks, **settings) for space, ks in tasks)
+            delayed(call_watched)(search_colour_space, parent, bgr, space, ks, **settings) for space, ks in tasks)
     else:
         outputs = [search_colour_space(bgr, space, ks, **settings) for space, ks in tasks]
     hierarchies: dict[Strategy, np.ndarray] = {}
