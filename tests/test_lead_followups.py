@@ -137,3 +137,32 @@ def test_rcnn_proposal_workers_stop_with_a_killed_parent(tmp_path):
         for pid in _group_alive(proc.pid):
             with __import__("contextlib").suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+COPY_SCRIPT = """
+import resource, signal, sys
+from pathlib import Path
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+resource.setrlimit(resource.RLIMIT_FSIZE, (50_000, 50_000))
+from cvtool.datasets._files import place_image
+try:
+    place_image(Path(sys.argv[1]), Path(sys.argv[2]), mode="copy", overwrite=False)
+except OSError as exc:
+    print(exc)
+    sys.exit(1)
+"""
+
+
+def test_dataset_image_copy_on_a_full_disk_names_the_file_and_leaves_nothing(tmp_path):
+    """prepare convert --images copy: a copy cut short by the disk names the target, no temp file stays (#13)."""
+    import subprocess
+    import sys
+
+    src, dst = tmp_path / "src.bin", tmp_path / "out" / "images" / "a.png"
+    src.write_bytes(os.urandom(200_000))
+    res = subprocess.run([sys.executable, "-c", COPY_SCRIPT, str(src), str(dst)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert res.stdout.strip().startswith(f"cannot write {dst}"), res.stdout
+    assert not dst.exists()
+    assert list((tmp_path / "out" / "images").iterdir()) == []

@@ -185,9 +185,11 @@ def place_image(src: Path, dst: Path, *, mode: str, overwrite: bool) -> None:
             return
         except OSError:
             pass
-    tmp = dst.with_name(f".{dst.name}.cvtool-tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
+    from cvtool.io.atomic import atomic_open
+
+    # a failed copy (disk full) names dst and leaves neither dst nor a temp file behind
+    with open(src, "rb") as fin, atomic_open(dst, "wb", overwrite=overwrite) as fout:
+        shutil.copyfileobj(fin, fout, 1 << 20)
 
 
 def fmt_num(v: float) -> str:
