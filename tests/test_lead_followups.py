@@ -166,3 +166,23 @@ def test_dataset_image_copy_on_a_full_disk_names_the_file_and_leaves_nothing(tmp
     assert res.stdout.strip().startswith(f"cannot write {dst}"), res.stdout
     assert not dst.exists()
     assert list((tmp_path / "out" / "images").iterdir()) == []
+
+
+def test_run_lock_in_a_read_only_folder_names_the_lock_file(tmp_path, monkeypatch):
+    """A run folder where the lock cannot be created: one error naming the lock file, not a bare OSError (#13)."""
+    import errno
+
+    from cvtool.io.atomic import WriteError
+    from cvtool.runner import lock
+
+    real_open = os.open
+
+    def refusing_open(path, flags, *args):
+        if str(path).endswith(lock.LOCK_NAME):
+            raise OSError(errno.EROFS, "Read-only file system", str(path))
+        return real_open(path, flags, *args)
+
+    monkeypatch.setattr(os, "open", refusing_open)
+    with pytest.raises(WriteError, match=r"cannot write .*\.cvtool-run\.lock: Read-only file system"):
+        with lock.run_folder_lock(tmp_path / "run"):
+            pass

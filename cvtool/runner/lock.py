@@ -16,6 +16,7 @@ outermost holder lets go.  Importing this module imports nothing heavy.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import socket
@@ -23,6 +24,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from cvtool.errors import UsageError
+from cvtool.io.atomic import write_error
 
 LOCK_NAME = ".cvtool-run.lock"
 
@@ -43,7 +45,10 @@ def _acquire(path: Path, command: str) -> int | None:
     import fcntl
 
     for _attempt in range(20):
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:  # read-only or full disk: one line naming the lock file
+            raise write_error(path, exc) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -54,9 +59,15 @@ def _acquire(path: Path, command: str) -> int | None:
         except FileNotFoundError:
             same = False
         if same:
-            os.ftruncate(fd, 0)
-            os.write(fd, json.dumps({"pid": os.getpid(), "host": socket.gethostname(),
-                                     "command": command}).encode())
+            record = json.dumps({"pid": os.getpid(), "host": socket.gethostname(), "command": command}).encode()
+            try:
+                os.ftruncate(fd, 0)
+                written = os.write(fd, record)
+                if written != len(record):
+                    raise OSError(errno.ENOSPC, "short write")
+            except OSError as exc:
+                os.close(fd)
+                raise write_error(path, exc) from None
             return fd
         os.close(fd)
     raise UsageError(f"{path.parent}: could not take the run lock {path}; try again")  # pragma: no cover
