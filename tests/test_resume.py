@@ -418,3 +418,24 @@ def test_resume_from_another_directory_finds_the_data(cli, tmp_path, monkeypatch
     r = cli(["train", "single-shot", "--resume", work / "run", "--epochs", "2", "--threads", "1", "--quiet"])
     assert r.exit_code == 0, r.output
     assert read_run_checkpoint(work / "run")["epoch"] == 2
+
+
+def test_resume_keeps_the_runs_thread_count(cli, tmp_path, monkeypatch, det_data):
+    """``--threads`` is recorded and a plain ``--resume RUN`` uses it again: the thread count
+    changes torch's float reductions, so a resume under torch's default count was not
+    bit-equal (single-shot, 600 canvases, stopped mid-epoch 2: 65 of 76 tensors differed)."""
+    r = cli(["train", "single-shot", "--data", det_data, "--out", tmp_path / "run", "--epochs", "1",
+             "--width", "4", "--batch-size", "4", "--threads", "3", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert read_run_checkpoint(tmp_path / "run")["config"]["threads"] == 3
+    calls: list[int] = []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (calls.append(n), real(n))[1])
+    r = cli(["train", "single-shot", "--resume", tmp_path / "run", "--epochs", "2", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert calls and calls[0] == 3, calls
+    assert read_run_checkpoint(tmp_path / "run")["config"]["threads"] == 3
+    calls.clear()
+    r = cli(["train", "single-shot", "--resume", tmp_path / "run", "--epochs", "3", "--threads", "1", "--quiet"])
+    assert r.exit_code == 0, r.output
+    assert calls and calls[0] == 1, calls

@@ -71,10 +71,10 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
 
     if not 0 <= opts.threads <= MAX_THREADS:
         raise UsageError(f"--threads {opts.threads}: must be in [0, {MAX_THREADS}] (0: torch's default)")
-    if opts.threads:
-        torch.set_num_threads(opts.threads)
+    # --threads is part of the run (the thread count changes float reductions, so a
+    # resumed run keeps the recorded one unless given again)
     runtime = dict(device=opts.device, amp=opts.amp, channels_last=opts.channels_last, compile=opts.compile,
-                   deterministic=opts.deterministic, quiet=opts.quiet or None)
+                   deterministic=opts.deterministic, quiet=opts.quiet or None, threads=opts.threads or None)
     if resume is not None:
         if out is not None and Path(out).resolve() != Path(resume).resolve():
             raise UsageError(f"--out {out}: a resumed run stays in its folder {resume}; drop --out")
@@ -82,6 +82,8 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
         if state.get("kind") != kind:
             raise UsageError(f"--resume {resume}: that run trained a {state.get('kind')!r} model, not {kind!r}")
         config = resumed_config(state, epochs=opts.epochs, **runtime)
+        if config.threads:
+            torch.set_num_threads(config.threads)
         saved_data = (state.get("task_config") or {}).get("data")
         data_path = Path(data) if data is not None else saved_data_path(saved_data, Path(resume))
         return Path(resume), data_path.absolute(), config, state
@@ -96,7 +98,9 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
                          device=opts.device or "auto", amp=bool(opts.amp),
                          channels_last=True if opts.channels_last is None else opts.channels_last,
                          compile=bool(opts.compile), seed=opts.seed, deterministic=bool(opts.deterministic),
-                         quiet=opts.quiet).validate()
+                         quiet=opts.quiet, threads=opts.threads).validate()
+    if opts.threads:
+        torch.set_num_threads(opts.threads)
     return Path(out), Path(data), config, None
 
 
