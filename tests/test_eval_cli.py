@@ -51,6 +51,7 @@ def test_detect_jsonl_matched_by_base_name(cli, tmp_path):
     gt = json.loads(COCO_GT.read_text())
     dets = json.loads(COCO_DT.read_text())
     names = {im["id"]: im["file_name"] for im in gt["images"]}
+    sizes = {im["id"]: (im["width"], im["height"]) for im in gt["images"]}
     cats = sorted(c["id"] for c in gt["categories"])
     lines = []
     for image_id in sorted(names):
@@ -58,7 +59,8 @@ def test_detect_jsonl_matched_by_base_name(cli, tmp_path):
         if not mine and image_id % 2:
             continue                                   # some images without a record
         boxes = [[b[0], b[1], b[0] + b[2], b[1] + b[3]] for b in (d["bbox"] for d in mine)]
-        lines.append(json.dumps({"file": f"somewhere/{names[image_id]}", "width": 1, "height": 1, "boxes": boxes,
+        lines.append(json.dumps({"file": f"somewhere/{names[image_id]}", "width": sizes[image_id][0],
+                                 "height": sizes[image_id][1], "boxes": boxes,
                                  "scores": [d["score"] for d in mine],
                                  "labels": [cats.index(d["category_id"]) for d in mine]}))
     lines.append(json.dumps({"summary": {"ok": len(lines)}}))

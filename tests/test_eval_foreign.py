@@ -426,3 +426,23 @@ def test_class_names_win_over_another_dataset_s_category_ids(cli, tmp_path):
     (tmp_path / "ids.json").write_text(json.dumps([{k: v for k, v in r.items() if k != "category_name"}
                                                    for r in named]))
     assert eval_json(cli, gt, tmp_path / "ids.json")["stats"]["AP"] < 0.5
+
+
+def test_jsonl_record_of_another_image_size_is_refused(cli, tmp_path):
+    """A detect record whose width/height differ from the ground truth's image (a phone photo
+    read without its EXIF rotation on one side) holds boxes in another pixel frame: refused,
+    naming both sizes, instead of scored (it scored without a word before)."""
+    images, anns = make_scene(np.random.default_rng(3), n_images=2)
+    gt = write_gt(tmp_path, images, anns)
+    preds = perfect_predictions(tmp_path, images, anns)
+    recs = [json.loads(ln) for ln in preds["jsonl"].read_text().splitlines()]
+    for rec in recs:
+        rec.update(width=W, height=H)
+    preds["jsonl"].write_text("".join(json.dumps(r) + "\n" for r in recs))
+    assert eval_json(cli, gt, preds["jsonl"])["stats"]["AP"] == pytest.approx(1.0, abs=1e-9)
+    recs[1].update(width=H, height=W)
+    preds["jsonl"].write_text("".join(json.dumps(r) + "\n" for r in recs))
+    res = cli(["eval", "--gt", gt, "--pred", preds["jsonl"]])
+    assert res.exit_code == 1
+    err = res.stderr.strip().splitlines()
+    assert len(err) == 1 and f"{H}x{W}" in err[0] and f"{W}x{H}" in err[0] and "dets.jsonl:2" in err[0], err

@@ -436,6 +436,21 @@ def _record_categories(rec: dict, n: int, gt: Dataset, where: str) -> tuple[np.n
     return cats, [f"class index {i}" for i in idx[lost]]
 
 
+def _check_record_size(rec: dict[str, Any], gt_size: tuple[int, int] | None, where: str) -> None:
+    """A record's ``width``/``height`` (the image as ``detect`` decoded it) must be the
+    ground truth's: boxes found on a differently sized or rotated image (EXIF orientation
+    read otherwise, another image of that name) are in another pixel frame."""
+    w, h = rec.get("width"), rec.get("height")
+    if not gt_size or not all(isinstance(v, int) and not isinstance(v, bool) for v in (w, h)):
+        return
+    gw, gh = gt_size
+    if gw > 0 and gh > 0 and (w, h) != (gw, gh):
+        hint = (" (rotated: EXIF orientation applied on one side only?)" if (w, h) == (gh, gw)
+                else " (another image of that name, or a resized copy?)")
+        raise BadInputError(f"{where}: {rec.get('file')!r} was detected on a {w}x{h} image, but the ground "
+                            f"truth's image is {gw}x{gh}; its boxes are in another pixel frame{hint}")
+
+
 def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_scores: bool = True,
                           unknown: dict[str, int] | None = None) -> Predictions:
     """Read ``detect``'s JSONL against ``gt`` (records matched by file name).
@@ -457,6 +472,7 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_
     """
     path = Path(path)
     match = FileMatcher(gt)
+    sizes = {im.id: (im.width, im.height) for im in gt.images}
     seen: dict[int, int] = {}
     parts: list[tuple[np.ndarray, ...]] = []
     for n, rec in read_jsonl_records(path):
@@ -465,6 +481,7 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_
         if image_id in seen:
             raise BadInputError(f"{where}: image {rec.get('file')!r} already has a record at line {seen[image_id]}")
         seen[image_id] = n
+        _check_record_size(rec, sizes.get(image_id), where)
         b = _numbers(rec, "boxes", where, None, rows=True)
         inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
         if inverted.any():
