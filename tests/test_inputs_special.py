@@ -227,3 +227,18 @@ def test_glob_follows_linked_folders_without_looping(tmp_path, monkeypatch):
     got = {str(f.rel) for f in expand_inputs(["top/**/*.png"])}
     assert "linked/a.png" in got
     assert {os.path.realpath(p) for p in glob.glob("top/*/*.png")} == {os.path.realpath(tmp_path / "real" / "a.png")}
+
+
+def test_recursive_folder_follows_linked_sub_folders_without_looping(tmp_path):
+    """``--recursive`` walks a sub-folder that is a symbolic link (as ``**`` does) and
+    stops at a link back to a folder already walked; before, the linked folder's images
+    were left out without a word (exit 0)."""
+    _png(tmp_path / "top" / "a.png")
+    _png(tmp_path / "real" / "b.png")
+    (tmp_path / "top" / "linked").symlink_to(tmp_path / "real")
+    (tmp_path / "real" / "loop").symlink_to(tmp_path / "real")   # a cycle
+    (tmp_path / "real" / "up").symlink_to(tmp_path / "top")      # back to the root
+    problems: list[InputProblem] = []
+    got = sorted(str(f.rel) for f in expand_inputs([str(tmp_path / "top")], recursive=True, problems=problems))
+    assert got == ["a.png", "linked/b.png"] and problems == []
+    assert [str(f.rel) for f in expand_inputs([str(tmp_path / "top")])] == ["a.png"]  # not recursive

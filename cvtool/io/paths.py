@@ -108,6 +108,7 @@ def _from_folder(folder: Path, recursive: bool, extensions: frozenset[str],
                  problems: list[InputProblem]) -> list[InputFile]:
     found: list[InputFile] = []
     pending = [folder]
+    walked = {os.path.realpath(folder)}
     while pending:
         current = pending.pop()
         subdirs = []
@@ -117,11 +118,14 @@ def _from_folder(folder: Path, recursive: bool, extensions: frozenset[str],
                 continue
             if recursive:
                 try:
-                    is_dir = entry.is_dir(follow_symlinks=False)
+                    is_dir = entry.is_dir()  # a linked sub-folder (data on another disk) is walked, as ** does
                 except OSError:
                     is_dir = False
                 if is_dir:
-                    subdirs.append(p)
+                    real = os.path.realpath(p)
+                    if real not in walked:  # each real folder once: a link back to an ancestor ends
+                        walked.add(real)
+                        subdirs.append(p)
                     continue
             if not _is_image(p, extensions):
                 continue
