@@ -219,8 +219,9 @@ def test_checkpoint_model_config_is_checked_before_building(tmp_path, kind, conf
     st["model_config"] = {**st["model_config"], **config}
     bad = save_checkpoint(tmp_path / "bad.pt", {k: v for k, v in st.items() if k not in ("format", "format_version")})
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    with pytest.raises(BadInputError, match=match):
+    with pytest.raises(BadInputError, match=match) as err:
         load_detector(bad, device="cpu")
+    assert str(err.value).startswith(f"{bad}: ")  # names the file
     grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
     assert grown_mib < 200
     assert torch.get_num_threads() >= 1

@@ -71,4 +71,9 @@ def load_detector(path: str | Path, *, device: str = "auto") -> Any:
     p = resolve_model_path(path)
     kind = read_model_kind(p)
     module = importlib.import_module(KINDS[kind])
-    return module.load(p, device=device)
+    try:
+        return module.load(p, device=device)
+    except BadInputError as exc:
+        if str(p) in str(exc):
+            raise
+        raise BadInputError(f"{p}: {exc}") from None  # every model-file error names the file
