@@ -192,3 +192,36 @@ def test_text_boxes_formats_and_reference_sample(tmp_path):
         read_text_boxes(tmp_path / "bad")
     with pytest.raises(ValueError, match="'xywhn'"):
         read_text_boxes(tmp_path / "bad", box_format="xywhn")
+
+
+def test_out_of_image_box_names_the_label_file_and_line(tmp_path):
+    # YOLO: a box more than a pixel outside the image is refused naming the label file and its line,
+    # not the labels folder and an annotation index (#12)
+    yr = tmp_path / "yr"
+    (yr / "images" / "train").mkdir(parents=True)
+    (yr / "labels" / "train").mkdir(parents=True)
+    Image.new("RGB", (64, 48)).save(yr / "images" / "train" / "x.png")
+    (yr / "labels" / "train" / "x.txt").write_text("0 0.5 0.5 0.2 0.2\n\n0 0.95 0.5 0.2 0.2\n")
+    with pytest.raises(BadInputError) as info:
+        read_yolo(yr)
+    msg = str(info.value)
+    assert msg.startswith(f"{yr / 'labels' / 'train' / 'x.txt'}:3: ") and "#" not in msg
+    assert "outside its 64x48 image" in msg and "--clip" in msg and "\n" not in msg
+    (yr / "labels" / "train" / "x.txt").write_text("0 0.5 0.5 0.2 0.2\n7 0.5 0.5 0.2 0.2\n")
+    (yr / "classes.txt").write_text("a\n")
+    with pytest.raises(BadInputError, match=r"x\.txt:2: class '7' is not a class index"):
+        read_yolo(yr)
+    # VOC: the XML file and the object's index
+    (tmp_path / "voc" / "Annotations").mkdir(parents=True)
+    (tmp_path / "voc" / "Annotations" / "a.xml").write_text(_voc_xml(objects=(
+        "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>9</xmax><ymax>9</ymax></bndbox></object>",
+        "<object><name>dog</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>150</xmax><ymax>9</ymax></bndbox>"
+        "</object>")))
+    with pytest.raises(BadInputError) as info:
+        read_voc(tmp_path / "voc")
+    assert str(info.value).startswith(f"{tmp_path / 'voc' / 'Annotations' / 'a.xml'}: object 1 box ")
+    # text boxes: the file and its line
+    (tmp_path / "txt").mkdir()
+    (tmp_path / "txt" / "q.txt").write_text("car 1 2 3 4\n\ncar 5 5 2 2\n")
+    with pytest.raises(BadInputError, match=r"q\.txt:3: box has an empty or negative box"):
+        read_text_boxes(tmp_path / "txt", image_size_default=(100, 50))

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path, PurePosixPath
 
@@ -209,7 +210,8 @@ class Dataset:
         return safe_join(self.root or Path("."), image.file_name)
 
     # -------------------------------------------------------------- validation
-    def validate(self, *, source: str = "dataset", clip: bool = False, tolerance: float = 0.0) -> Dataset:
+    def validate(self, *, source: str = "dataset", clip: bool = False, tolerance: float = 0.0,
+                 where: Callable[[int], str] | None = None) -> Dataset:
         """Check shapes, ids and boxes; return self (or a clipped copy).
 
         Parameters
@@ -224,12 +226,20 @@ class Dataset:
             Boxes sticking out by less than this many pixels are clipped
             without asking (rounding in normalised formats: a YOLO box ending
             at 480.00024 in a 480-pixel image); 0 clips nothing silently.
+        where : callable, optional
+            ``where(i)`` names annotation ``i`` where its file holds it, replacing
+            ``"{source}: annotation #i"`` at the start of messages (YOLO:
+            ``"labels/a.txt:3: label"``, the label file and line; VOC:
+            ``"Annotations/a.xml: object 2"``).
 
         Raises
         ------
         BadInputError
             Naming ``source`` and the offending record.
         """
+        def at(i: int) -> str:
+            return where(i) if where is not None else f"{source}: annotation {self._ann_name(i)}"
+
         k = self.num_annotations
         for name in ("ann_image_ids", "ann_labels", "ann_iscrowd", "ann_difficult"):
             arr = getattr(self, name)
@@ -273,23 +283,23 @@ class Dataset:
         bad = ~np.isin(self.ann_image_ids, known_images)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BadInputError(f"{source}: annotation {self._ann_name(i)} refers to unknown image id {int(self.ann_image_ids[i])}")
+            raise BadInputError(f"{at(i)} refers to unknown image id {int(self.ann_image_ids[i])}")
         bad = ~np.isin(self.ann_labels, np.array(cat_ids, dtype=np.int64))
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has unknown category id {int(self.ann_labels[i])}")
+            raise BadInputError(f"{at(i)} has unknown category id {int(self.ann_labels[i])}")
         b = self.ann_boxes
         bad = ~np.isfinite(b).all(axis=1)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has a non-finite box {b[i].tolist()}")
+            raise BadInputError(f"{at(i)} has a non-finite box {b[i].tolist()}")
         bad = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has an empty or negative box {b[i].tolist()} (xyxy)")
+            raise BadInputError(f"{at(i)} has an empty or negative box {b[i].tolist()} (xyxy)")
         if self.ann_area is not None and k and not (np.isfinite(self.ann_area).all() and (self.ann_area >= 0).all()):
             i = int(np.flatnonzero(~(np.isfinite(self.ann_area) & (self.ann_area >= 0)))[0])
-            raise BadInputError(f"{source}: annotation {self._ann_name(i)} has area {float(self.ann_area[i])}")
+            raise BadInputError(f"{at(i)} has area {float(self.ann_area[i])}")
         by_id = self.image_by_id
         w = np.array([by_id[int(i)].width for i in self.ann_image_ids], dtype=np.float64)
         h = np.array([by_id[int(i)].height for i in self.ann_image_ids], dtype=np.float64)
@@ -306,14 +316,14 @@ class Dataset:
                     gone = (b[:, 2] <= b[:, 0]) | (b[:, 3] <= b[:, 1])
                     if gone.any():
                         i = int(np.flatnonzero(gone)[0])
-                        raise BadInputError(f"{source}: annotation {self._ann_name(i)} box "
+                        raise BadInputError(f"{at(i)} box "
                                             f"{self.ann_boxes[i].tolist()} lies entirely outside its image")
                     return replace(self, ann_boxes=b)
         if outside.any():
             if not clip:
                 i = int(np.flatnonzero(outside)[0])
                 raise BadInputError(
-                    f"{source}: annotation {self._ann_name(i)} box {b[i].tolist()} lies outside its "
+                    f"{at(i)} box {b[i].tolist()} lies outside its "
                     f"{int(w[i])}x{int(h[i])} image (pass --clip to clip boxes to the image)"
                 )
             clipped = b.copy()
@@ -322,7 +332,7 @@ class Dataset:
             gone = (clipped[:, 2] <= clipped[:, 0]) | (clipped[:, 3] <= clipped[:, 1])
             if gone.any():
                 i = int(np.flatnonzero(gone)[0])
-                raise BadInputError(f"{source}: annotation {self._ann_name(i)} box {b[i].tolist()} lies entirely outside its image")
+                raise BadInputError(f"{at(i)} box {b[i].tolist()} lies entirely outside its image")
             return replace(self, ann_boxes=clipped)
         return self
 

@@ -159,7 +159,9 @@ def read_text_boxes(path: str | os.PathLike[str], *, box_format: str = "xyxy", r
         cf = find_classes_file(base)
         classes = read_class_names(cf) if cf is not None else None
     names = list(classes) if classes is not None else []
-    parsed = [(f, *_parse_lines(f, with_scores=False)) for f in files]
+    lines: list[list[int]] = [[] for _ in files]
+    parsed = [(f, *_parse_lines(f, with_scores=False, line_numbers=ln)) for f, ln in zip(files, lines)]
+    origin = [(f, n) for f, ln in zip(files, lines) for n in ln]  # file and line of each box, for messages
     if classes is None:  # sorted names found, so ids do not depend on file order
         names = sorted({t for _, toks, _, _ in parsed for t in toks})
     src = box_format + ("n" if relative else "")
@@ -189,7 +191,7 @@ def read_text_boxes(path: str | os.PathLike[str], *, box_format: str = "xyxy", r
                  ann_image_ids=np.concatenate(ids), ann_boxes=np.concatenate(boxes).reshape(k, 4),
                  ann_labels=np.array(labels, np.int64), ann_iscrowd=np.zeros(k, bool),
                  ann_difficult=np.zeros(k, bool), root=root)
-    return ds.validate(source=str(path), clip=clip)
+    return ds.validate(source=str(path), clip=clip, where=lambda j: f"{origin[j][0]}:{origin[j][1]}: box")
 
 
 def read_text_predictions(path: str | os.PathLike[str], gt: Dataset, *, box_format: str = "xyxy",

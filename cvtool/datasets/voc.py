@@ -255,12 +255,14 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
         names = sorted({o[0] for _, objs in parsed for o in objs})
     cat_of = {n: k + 1 for k, n in enumerate(names)}
     images_out, ids, boxes, labels, diff, trunc = [], [], [], [], [], []
+    origin: list[tuple[Path, int]] = []  # (XML file, object index) of each annotation, for messages
     for i, ((rec, objs), f) in enumerate(zip(parsed, files), start=1):
         images_out.append(ImageRecord(i, rec.file_name, rec.width, rec.height))
         for j, (cls, (x1, y1, x2, y2), d, t) in enumerate(objs):
             if cls not in cat_of:
                 raise BadInputError(f"{f}: object {j} has class {cls!r}, not in {classes} ({', '.join(names)})")
             ids.append(i)
+            origin.append((f, j))
             boxes.append([x1 - 1.0, y1 - 1.0, x2, y2])
             labels.append(cat_of[cls])
             diff.append(d)
@@ -270,7 +272,7 @@ def read_voc(path: str | os.PathLike[str], *, split: str | None = None, clip: bo
                  ann_image_ids=np.array(ids, np.int64), ann_boxes=np.array(boxes, np.float64).reshape(k, 4),
                  ann_labels=np.array(labels, np.int64), ann_iscrowd=np.zeros(k, bool),
                  ann_difficult=np.array(diff, bool), ann_truncated=np.array(trunc, bool), root=img_root)
-    return ds.validate(source=str(ann_dir), clip=clip)
+    return ds.validate(source=str(ann_dir), clip=clip, where=lambda j: f"{origin[j][0]}: object {origin[j][1]}")
 
 
 def _xml_escape(s: str) -> str:

@@ -157,8 +157,10 @@ def _locate(path: Path, split: str, images: Path | None) -> tuple[Path, Path, Pa
     return base, base / "images", base / "labels", None
 
 
-def _parse_label_file(path: Path, n_classes: int | None, *, with_scores: bool) -> np.ndarray:
-    """(L, 5) or (L, 6) float rows: class, cx, cy, w, h[, score]."""
+def _parse_label_file(path: Path, n_classes: int | None, *, with_scores: bool,
+                      line_numbers: list[int] | None = None) -> np.ndarray:
+    """(L, 5) or (L, 6) float rows: class, cx, cy, w, h[, score]; each row's line number appended to
+    ``line_numbers``."""
     rows = []
     width = 6 if with_scores else 5
     top = n_classes if n_classes is not None else MAX_CLASSES
@@ -182,6 +184,8 @@ def _parse_label_file(path: Path, n_classes: int | None, *, with_scores: bool) -
         if vals[3] <= 0 or vals[4] <= 0:
             raise BadInputError(f"{path}:{n}: box has zero or negative size (w={parts[3]}, h={parts[4]})")
         rows.append(vals)
+        if line_numbers is not None:
+            line_numbers.append(n)
     return np.array(rows, dtype=np.float64).reshape(-1, width)
 
 
@@ -421,11 +425,15 @@ def read_yolo(path: str | os.PathLike[str], *, split: str = "train", clip: bool 
                         raise BadInputError(f"{lab}: label file without an image in {images_dir}")
             source = labels_dir
     images_out, ids, rows = [], [], []
+    origin: list[tuple[Path, int]] = []  # (label file, line) of each annotation, for messages
     for i, (img, file_name, lab) in enumerate(items, start=1):
         w, h = image_size(img)
         images_out.append(ImageRecord(id=i, file_name=file_name, width=w, height=h))
         if lab.is_file():
-            r = _parse_label_file(lab, len(names) if names is not None else None, with_scores=False)
+            lines: list[int] = []
+            r = _parse_label_file(lab, len(names) if names is not None else None, with_scores=False,
+                                  line_numbers=lines)
+            origin.extend((lab, n) for n in lines)
             r[:, 1:] = box_ops.convert(r[:, 1:], "cxcywhn", "xyxy", image_size=(w, h))
             rows.append(r)
             ids.append(np.full(len(r), i, np.int64))
@@ -437,7 +445,8 @@ def read_yolo(path: str | os.PathLike[str], *, split: str = "train", clip: bool 
                  ann_image_ids=np.concatenate(ids) if ids else np.zeros(0, np.int64),
                  ann_boxes=table[:, 1:].copy(), ann_labels=table[:, 0].astype(np.int64) + 1,
                  ann_iscrowd=np.zeros(len(table), bool), ann_difficult=np.zeros(len(table), bool), root=root)
-    return ds.validate(source=str(source), clip=clip, tolerance=1.0)
+    return ds.validate(source=str(source), clip=clip, tolerance=1.0,
+                       where=lambda j: f"{origin[j][0]}:{origin[j][1]}: label")
 
 
 def read_yolo_predictions(labels_dir: str | os.PathLike[str], gt: Dataset) -> Predictions:
