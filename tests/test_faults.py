@@ -462,3 +462,28 @@ def test_prepare_workers_of_a_killed_parent_stop(tmp_path):
         assert _wait_until(lambda: not _group_processes(proc.pid), 15), _group_processes(proc.pid)
     finally:
         _kill_group(proc.pid)
+
+
+RCNN_SCRIPT = """
+import sys, numpy as np
+from cvtool.detectors.rcnn import ProposalSettings, proposals_for
+rng = np.random.default_rng(0)
+images = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(32)]
+while True:
+    proposals_for(images, ProposalSettings(mode="fast"), jobs=2)
+    print("round", flush=True)  # every worker has run a task by now
+"""
+
+
+def test_rcnn_proposal_workers_stop_with_a_killed_parent(tmp_path):
+    """R-CNN maps selective search over its own loky pool: those workers must not outlive the parent (#13)."""
+    proc = subprocess.Popen([sys.executable, "-c", RCNN_SCRIPT], start_new_session=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "round"
+        assert len(_group_processes(proc.pid)) >= 3, "no worker process"
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        assert _wait_until(lambda: not _group_processes(proc.pid), 60), _group_processes(proc.pid)
+    finally:
+        _kill_group(proc.pid)

@@ -83,62 +83,6 @@ def test_detect_counts_an_unlistable_folder_and_goes_on(locked_tree, tmp_path):
     assert manifest["counts"]["total"] == 2 and manifest["counts"]["failed"] == 1
 
 
-def _group_alive(pgid: int) -> list[int]:
-    """Live (non-zombie) processes of process group ``pgid``."""
-    alive = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                fields = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-            except OSError:
-                continue
-            if fields[0] not in "ZX" and int(fields[2]) == pgid:
-                alive.append(int(entry))
-    return alive
-
-
-def _wait(predicate, timeout: float) -> bool:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return predicate()
-
-
-SCRIPT = """
-import sys, numpy as np
-from cvtool.detectors.rcnn import ProposalSettings, proposals_for
-rng = np.random.default_rng(0)
-images = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(32)]
-while True:
-    proposals_for(images, ProposalSettings(mode="fast"), jobs=2)
-    print("round", flush=True)  # every worker has run a task by now
-"""
-
-
-def test_rcnn_proposal_workers_stop_with_a_killed_parent(tmp_path):
-    """R-CNN maps selective search over its own loky pool: those workers must not outlive the parent (#13)."""
-    import signal
-    import subprocess
-    import sys
-
-    proc = subprocess.Popen([sys.executable, "-c", SCRIPT], start_new_session=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, text=True)
-    try:
-        assert proc.stdout.readline().strip() == "round"
-        assert len(_group_alive(proc.pid)) >= 3, "no worker process"
-        proc.send_signal(signal.SIGKILL)
-        proc.wait(timeout=30)
-        assert _wait(lambda: not _group_alive(proc.pid), 60), _group_alive(proc.pid)
-    finally:
-        for pid in _group_alive(proc.pid):
-            with __import__("contextlib").suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
-
-
 COPY_SCRIPT = """
 import resource, signal, sys
 from pathlib import Path
