@@ -242,3 +242,35 @@ def test_recursive_folder_follows_linked_sub_folders_without_looping(tmp_path):
     got = sorted(str(f.rel) for f in expand_inputs([str(tmp_path / "top")], recursive=True, problems=problems))
     assert got == ["a.png", "linked/b.png"] and problems == []
     assert [str(f.rel) for f in expand_inputs([str(tmp_path / "top")])] == ["a.png"]  # not recursive
+
+
+def test_recursive_reports_broken_folder_links(tmp_path):
+    """Under ``--recursive`` a broken link that may have been a folder (no suffix on its name or
+    its target: an unmounted disk) and a link to itself are reported and counted as failures;
+    before, they were left out without a word (exit 0).  A broken ``notes.txt`` stays an ignored
+    non-image (#12)."""
+    root = tmp_path / "in"
+    _png(root / "a.png")
+    _png(root / "sub" / "b.png")
+    (root / "disk").symlink_to(tmp_path / "unmounted" / "photos")   # target gone
+    (root / "sub" / "self").symlink_to("self")                       # a link to itself
+    (root / "old.v2").symlink_to(tmp_path / "gone")                  # target has no suffix: a folder?
+    (root / "notes.txt").symlink_to(tmp_path / "gone.txt")           # a non-image file: ignored
+    (root / "readme.md").write_text("x")
+    problems: list[InputProblem] = []
+    files = expand_inputs([str(root)], recursive=True, problems=problems)
+    assert [str(f.rel) for f in files] == ["a.png", "sub/b.png"]
+    reasons = {p.path.relative_to(root).as_posix(): p.reason for p in problems}
+    assert sorted(reasons) == ["disk", "old.v2", "sub/self"]
+    assert reasons["disk"].startswith("broken symbolic link (No such file or directory)")
+    assert reasons["sub/self"].startswith("broken symbolic link (Too many levels of symbolic links)")
+    with pytest.raises(BadInputError, match=r"in/(disk|old\.v2|sub/self): broken symbolic link .*\(and 2 more\)"):
+        expand_inputs([str(root)], recursive=True)
+    problems = []  # not recursive: folders are not walked, so nothing is lost
+    assert [str(f.rel) for f in expand_inputs([str(root)], problems=problems)] == ["a.png"] and problems == []
+    out = tmp_path / "out"
+    res = _limited([CVTOOL, "filter", str(root), "-r", "--out", str(out), "gray", "-j", "1"], tmp_path)
+    assert res.returncode == 1, res.stderr
+    assert "in/disk: broken symbolic link" in res.stderr and "sub/self: broken symbolic link" in res.stderr
+    assert "notes.txt" not in res.stderr + res.stdout
+    assert (out / "a.png").exists() and (out / "sub" / "b.png").exists()

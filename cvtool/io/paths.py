@@ -104,6 +104,30 @@ def _entry_problem(entry: os.DirEntry) -> str | None:
     return f"is {kind}, not an image file"
 
 
+def _broken_folder_link(entry: os.DirEntry) -> str | None:
+    """Why a folder entry that ``--recursive`` would walk cannot be, or None.
+
+    A broken symbolic link (its target gone, e.g. an unmounted disk, or a link
+    to itself) whose name, or its target's name, has no suffix may well have
+    been a folder of images: report it rather than leave it out without a
+    word.  A broken ``notes.txt`` stays a non-image, ignored like any other.
+    """
+    try:
+        if not entry.is_symlink():
+            return None
+        os.stat(entry.path)
+        return None  # resolves: a file or folder, handled by the caller
+    except OSError as exc:
+        why = f"broken symbolic link ({exc.strerror or exc})"
+    try:
+        target = os.readlink(entry.path)
+    except OSError:
+        target = ""
+    if not os.path.splitext(entry.name)[1] or not os.path.splitext(os.path.basename(target.rstrip("/\\")))[1]:
+        return why + "; not walked"
+    return None
+
+
 def _from_folder(folder: Path, recursive: bool, extensions: frozenset[str],
                  problems: list[InputProblem]) -> list[InputFile]:
     found: list[InputFile] = []
@@ -126,6 +150,11 @@ def _from_folder(folder: Path, recursive: bool, extensions: frozenset[str],
                     if real not in walked:  # each real folder once: a link back to an ancestor ends
                         walked.add(real)
                         subdirs.append(p)
+                    continue
+                if not _is_image(p, extensions):
+                    why = _broken_folder_link(entry)  # a linked folder whose target is gone
+                    if why:
+                        problems.append(InputProblem(p, why))
                     continue
             if not _is_image(p, extensions):
                 continue
@@ -253,8 +282,11 @@ def expand_inputs(
     stdin : text stream, optional
         Where ``-`` reads from (default ``sys.stdin``).
     problems : list, optional
-        Folders that cannot be listed (permissions, I/O errors) and image-named
-        entries that cannot be inputs (broken symbolic links, FIFOs, devices) are
+        Folders that cannot be listed (permissions, I/O errors), image-named
+        entries that cannot be inputs (broken symbolic links, FIFOs, devices)
+        and, with ``recursive``, broken symbolic links that may have been
+        folders (no suffix on the link or its target, see
+        :func:`_broken_folder_link`) are
         appended here as :class:`InputProblem` and expansion goes on; the caller
         reports them and counts them as failures.  Without a list the first
         problem raises :class:`~cvtool.errors.BadInputError`: nothing is skipped
