@@ -283,7 +283,7 @@ def test_tiff_every_page_and_tile_counts():
 
     with tifffile.TiffFile(io.BytesIO(tiled)) as tf:
         tag = tf.pages[0].tags["TileWidth"]
-        offset, dtype = tag.valueoffset, tag.dtype
+        offset = tag.valueoffset
     patched = bytearray(tiled)
     patched[offset:offset + 2] = struct.pack("<H", 4096)
     assert parse_header(bytes(patched)).max_pixels == 4096 * 16
