@@ -82,6 +82,8 @@ def read_json(path: Path) -> Any:
         raise BadInputError(f"{path}: not valid JSON ({exc.msg} at line {exc.lineno}, column {exc.colno})") from None
     except RecursionError:
         raise BadInputError(f"{path}: JSON nested too deeply") from None
+    except ValueError:  # an integer literal beyond Python's digit limit (4300 digits)
+        raise BadInputError(f"{path}: JSON number with too many digits") from None
 
 
 def image_size(path: Path) -> tuple[int, int]:

@@ -377,6 +377,8 @@ def read_jsonl_records(path: str | os.PathLike[str]) -> list[tuple[int, dict[str
             raise BadInputError(f"{path}:{n}: not valid JSON ({exc.msg})") from None
         except RecursionError:
             raise BadInputError(f"{path}:{n}: JSON nested too deeply") from None
+        except ValueError:  # an integer literal beyond Python's digit limit (4300 digits)
+            raise BadInputError(f"{path}:{n}: JSON number with too many digits") from None
         if not isinstance(rec, dict):
             raise BadInputError(f"{path}:{n}: expected one JSON object per line")
         if "summary" in rec and "file" not in rec:
