@@ -166,3 +166,43 @@ def test_convert_refuses_images_of_another_size_than_declared(tmp_path, cli):
     # annotations only: nothing to compare against, the labels follow the declared size
     res = cli(["prepare", "convert", tmp_path / "src", "--to", "coco", "--out", tmp_path / "c", "--images", "none"])
     assert res.exit_code == 0, res.output
+
+
+def _exif_jpeg(path: Path, size: tuple[int, int], orientation: int) -> Path:
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    Image.new("RGB", size, (90, 120, 30)).save(path, exif=exif)
+    return path
+
+
+def test_size_swapped_by_exif_orientation_is_explained(tmp_path, cli):
+    # a phone photo stored 64x48 with EXIF orientation 6 decodes 48x64; a VOC <size> of 64x48 (the stored
+    # size, as many labelling tools write it) used to be refused without saying why the sides swapped (#12)
+    voc = tmp_path / "voc"
+    (voc / "Annotations").mkdir(parents=True)
+    (voc / "JPEGImages").mkdir()
+    jpg = _exif_jpeg(voc / "JPEGImages" / "a.jpg", (64, 48), 6)
+    with Image.open(jpg) as pil:  # reference: Pillow reads the tag and the stored size
+        assert pil.getexif()[0x0112] == 6 and pil.size == (64, 48)
+    (voc / "Annotations" / "a.xml").write_text(
+        "<annotation><filename>a.jpg</filename><size><width>64</width><height>48</height></size><object>"
+        "<name>cat</name><bndbox><xmin>5</xmin><ymin>5</ymin><xmax>30</xmax><ymax>30</ymax></bndbox></object>"
+        "</annotation>")
+    hint = ("(the annotations give the stored size; the EXIF orientation rotates it: re-save the image upright "
+            "or set CVTOOL_EXIF_ORIENTATION=0)")
+    im = ImageRecord(1, "JPEGImages/a.jpg", 64, 48)
+    with pytest.raises(BadInputError) as info:
+        check_image_shape(im, (64, 48, 3), path=jpg)
+    assert str(info.value) == f"{jpg}: image is 48x64, its annotations say 64x48 {hint}"
+    res = cli(["prepare", "convert", voc, "--to", "yolo", "--out", tmp_path / "y"])
+    assert res.exit_code == 1 and "image is 48x64, its annotations say 64x48 " + hint in res.output
+    from cvtool.detectors.hog_svm import read_split  # train hog-svm decodes the pixels: same message
+
+    with pytest.raises(BadInputError, match=r"a\.jpg: image is 48x64, its annotations say 64x48 \(the annotations"):
+        read_split(voc)
+    # no hint where the orientation is not the cause: no tag, or a tag that does not turn the image
+    for name, orientation in (("plain.jpg", 1), ("flipped.jpg", 3)):
+        other = _exif_jpeg(tmp_path / name, (48, 64), orientation)
+        with pytest.raises(BadInputError) as info:
+            check_image_shape(im, (64, 48, 3), path=other)
+        assert str(info.value) == f"{other}: image is 48x64, its annotations say 64x48"

@@ -66,11 +66,27 @@ def check_image_shape(image: ImageRecord, shape: tuple[int, ...], *, path: str |
     Raises
     ------
     BadInputError
-        Naming the file and both sizes.
+        Naming the file and both sizes; when the declared size is the one
+        stored in the file and its EXIF orientation turns it (a phone photo
+        held upright), saying so.
     """
     h, w = int(shape[0]), int(shape[1])
     if (w, h) != (image.width, image.height):
-        raise BadInputError(f"{path}: image is {w}x{h}, its annotations say {image.width}x{image.height}")
+        hint = ""
+        if (h, w) == (image.width, image.height) and _stored_size(path) == (image.width, image.height):
+            hint = (" (the annotations give the stored size; the EXIF orientation rotates it: re-save the image "
+                    "upright or set CVTOOL_EXIF_ORIENTATION=0)")
+        raise BadInputError(f"{path}: image is {w}x{h}, its annotations say {image.width}x{image.height}{hint}")
+
+
+def _stored_size(path: str | os.PathLike[str]) -> tuple[int, int] | None:
+    """``(width, height)`` as stored in the file's header, before EXIF orientation; None when unreadable."""
+    from cvtool.io.images import read_image_size  # only on the error path: keeps cv2 out of imports
+
+    try:
+        return read_image_size(path, exif_orientation=False)
+    except (BadInputError, OSError, ValueError):
+        return None
 
 
 @dataclass(frozen=True)

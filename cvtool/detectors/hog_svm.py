@@ -912,6 +912,7 @@ def read_split(path: str | Path, *, split: str = "train", max_images: int | None
         Unreadable dataset or image.
     """
     from cvtool.datasets import load_dataset
+    from cvtool.datasets.core import check_image_shape
     from cvtool.io.images import read_image
 
     ds = load_dataset(path, split=split, images=images)
@@ -924,9 +925,7 @@ def read_split(path: str | Path, *, split: str = "train", max_images: int | None
     pix, bxs, labs = [], [], []
     for im in images:
         arr = read_image(ds.image_path(im))
-        if arr.shape[0] != im.height or arr.shape[1] != im.width:
-            raise BadInputError(f"{ds.image_path(im)}: image is {arr.shape[1]}x{arr.shape[0]}, annotations say "
-                                f"{im.width}x{im.height}")
+        check_image_shape(im, arr.shape, path=ds.image_path(im))
         sel = ds.annotations_of(im.id)
         keep = sel[~ds.ann_iscrowd[sel]]
         pix.append(arr)
