@@ -131,31 +131,3 @@ def test_run_lock_in_a_read_only_folder_names_the_lock_file(tmp_path, monkeypatc
         with lock.run_folder_lock(tmp_path / "run"):
             pass
 
-
-@pytest.mark.parametrize("kind", ["gt", "coco-results", "jsonl"])
-def test_json_number_with_too_many_digits_names_the_file(tmp_path, kind):
-    """An integer literal past Python's 4300-digit limit is the file's fault: one line naming it (#13)."""
-    from cvtool.datasets import load_dataset
-    from cvtool.datasets.results import read_predictions
-    from cvtool.errors import BadInputError
-
-    big = "9" * 5000
-    gt = tmp_path / "gt.json"
-    gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 10, "height": 10}],
-                              "annotations": [], "categories": [{"id": 1, "name": "a"}]}))
-    if kind == "gt":
-        gt.write_text(gt.read_text().replace('"id": 1, "file_name"', f'"id": {big}, "file_name"'))
-        with pytest.raises(BadInputError, match=r"gt\.json: JSON number with too many digits"):
-            load_dataset(gt)
-        return
-    if kind == "coco-results":
-        pred = tmp_path / "p.json"
-        pred.write_text(f'[{{"image_id": {big}, "category_id": 1, "bbox": [1, 1, 2, 2], "score": 0.5}}]')
-        match = r"p\.json: JSON number with too many digits"
-    else:
-        pred = tmp_path / "p.jsonl"
-        pred.write_text(f'{{"file": "a.png", "width": {big}, "height": 10, "boxes": [], "scores": [], '
-                        f'"labels": []}}\n')
-        match = r"p\.jsonl:1: JSON number with too many digits"
-    with pytest.raises(BadInputError, match=match):
-        read_predictions(pred, load_dataset(gt))
