@@ -228,8 +228,9 @@ def test_eval_warns_when_jsonl_covers_part_of_the_ground_truth(tmp_path, cli):
     per_class = {c["name"]: c for c in json.loads(res.stdout)["thresholds"][0]["per_class"]}
     assert per_class["cat"]["AP"] == pytest.approx(1.0)  # the one cat is in a.png
     assert per_class["dog"]["AP"] == pytest.approx(0.5)  # b.png's dog was never run: missed
-    (tmp_path / "all.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "file": "b.png", "boxes": [],
-                                                                         "scores": [], "names": []}) + "\n")
+    (tmp_path / "all.jsonl").write_text(json.dumps(rec) + "\n" + json.dumps({**rec, "file": "b.png", "width": 50, "height": 70,
+                                                                         "boxes": [], "scores": [], "names": []})
+                                       + "\n")
     res = cli(["eval", "--gt", tmp_path / "xml", "--image-dir", tmp_path / "photos", "--pred", tmp_path / "all.jsonl",
                "--metric", "voc"])
     assert res.exit_code == 0 and "records for" not in res.stderr, res.output
