@@ -36,6 +36,7 @@ from typing import Any
 
 from cvtool.errors import UsageError
 from cvtool.io.paths import InputFile
+from cvtool.workers import watch_parent
 
 BACKENDS = ("loky", "threading", "dask")
 
@@ -177,7 +178,7 @@ def _limit_cv2_threads(threads: int) -> None:
 def _run_one(func: Callable[[Task], Any], task: Task, cv2_threads: int | None,
              parent_pid: int | None = None) -> Outcome:
     if parent_pid is not None:
-        _watch_parent(parent_pid)
+        watch_parent(parent_pid)
     if cv2_threads is not None:
         _limit_cv2_threads(cv2_threads)
     t0 = time.perf_counter()
@@ -193,77 +194,6 @@ def _run_one(func: Callable[[Task], Any], task: Task, cv2_threads: int | None,
         return Outcome(str(task.item.rel), str(task.item.path), "failed", reason)
     return Outcome(str(task.item.rel), str(task.item.path), "ok", None, result,
                    time.perf_counter() - t0)
-
-
-# ---------------------------------------------------------------------------
-# Orphaned workers: a loky worker exits when the process that started it dies
-# ---------------------------------------------------------------------------
-
-PARENT_POLL_SECONDS = 0.5
-_watched_parent: int | None = None
-_watch_by_ppid = True
-
-
-def _exit_orphaned() -> None:
-    from cvtool.io.atomic import stop_writes
-
-    stop_writes(None)  # delete this process's temp files; nothing new appears
-    os._exit(1)
-
-
-def _parent_gone(parent_pid: int, by_ppid: bool) -> bool:
-    if by_ppid:  # re-parented: the usual and exact test
-        return os.getppid() != parent_pid
-    try:  # started through an intermediary (e.g. a fork server): is the PID still there?
-        os.kill(parent_pid, 0)
-    except ProcessLookupError:
-        return True
-    except PermissionError:
-        return False
-    return False
-
-
-def _parent_watchdog(parent_pid: int, by_ppid: bool) -> None:
-    while True:
-        time.sleep(PARENT_POLL_SECONDS)
-        if _parent_gone(parent_pid, by_ppid):
-            _exit_orphaned()
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """In a worker process: exit now if ``parent_pid`` is gone, and watch it from then on.
-
-    A killed parent (SIGKILL, OOM killer) cannot stop its workers; without this
-    they would finish their queued images and idle for minutes.  A worker is
-    re-parented when its parent dies, so ``os.getppid()`` changing is the
-    portable signal.  Costs one ``getppid`` per task and a thread that wakes
-    twice a second.  (Not ``prctl(PR_SET_PDEATHSIG)``: it fires when the
-    *thread* that spawned the worker exits, and loky may spawn from a helper
-    thread.)
-    """
-    global _watched_parent, _watch_by_ppid
-    if _watched_parent == parent_pid:
-        if _parent_gone(parent_pid, _watch_by_ppid):
-            _exit_orphaned()
-        return
-    if os.getpid() == parent_pid:  # not in a worker
-        return
-    by_ppid = os.getppid() == parent_pid
-    if _parent_gone(parent_pid, by_ppid):
-        _exit_orphaned()
-    _watched_parent, _watch_by_ppid = parent_pid, by_ppid
-    threading.Thread(target=_parent_watchdog, args=(parent_pid, by_ppid), name="cvtool-parent-watch",
-                     daemon=True).start()
-
-
-def call_watched(func: Callable[..., Any], parent_pid: int, *args: Any, **kwargs: Any) -> Any:
-    """``func(*args, **kwargs)`` in a worker process that exits when ``parent_pid`` dies.
-
-    For code that maps its own function with joblib's loky backend (``run_batch``
-    does this itself): ``delayed(call_watched)(func, os.getpid(), *args)``.
-    """
-    _watch_parent(parent_pid)
-    return func(*args, **kwargs)
 
 
 # ---------------------------------------------------------------------------

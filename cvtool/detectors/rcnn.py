@@ -360,7 +360,7 @@ def proposals_for(images: Sequence[np.ndarray], settings: ProposalSettings, *, j
 
     from joblib import Parallel, delayed
 
-    from cvtool.batch import call_watched
+    from cvtool.workers import call_watched
 
     chunk = max(8, -(-n // (jobs * 4)))
     parent = os.getpid()  # workers stop when this process dies (no orphans after SIGKILL)

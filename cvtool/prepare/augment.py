@@ -403,7 +403,7 @@ def augment_dataset(ds, settings: AugmentSettings, *, out_dir, copies: int = 1, 
         else:
             from joblib import Parallel, delayed
 
-            from cvtool.batch import call_watched
+            from cvtool.workers import call_watched
 
             parent = os.getpid()  # workers stop if this process is killed
             stream = Parallel(n_jobs=n_jobs, backend="loky", return_as="generator")(

@@ -337,7 +337,7 @@ def _run_chunks(chunks: list[_Chunk], plan: SplitPlan, backgrounds: list[np.ndar
     chunks = [_Chunk(**{**c.__dict__, "pool_dir": str(pool_dir)}) for c in chunks]
     from joblib import Parallel, delayed
 
-    from cvtool.batch import call_watched
+    from cvtool.workers import call_watched
 
     parent = os.getpid()  # workers stop if this process is killed
     yield from Parallel(n_jobs=n_jobs, backend="loky", return_as="generator",

@@ -329,7 +329,7 @@ def selective_search(image: np.ndarray, *, strategies: Sequence[Strategy] | None
 
         from joblib import Parallel, delayed
 
-        from cvtool.batch import call_watched
+        from cvtool.workers import call_watched
 
         parent = os.getpid()  # workers stop when this process dies (no orphans after SIGKILL)
         outputs = Parallel(n_jobs=min(workers, len(tasks)), backend="loky")(
