@@ -446,3 +446,24 @@ def test_jsonl_record_of_another_image_size_is_refused(cli, tmp_path):
     assert res.exit_code == 1
     err = res.stderr.strip().splitlines()
     assert len(err) == 1 and f"{H}x{W}" in err[0] and f"{W}x{H}" in err[0] and "dets.jsonl:2" in err[0], err
+
+
+@pytest.mark.parametrize("token", ["²", "٣"])
+def test_non_ascii_digit_class_token_is_a_named_error(tmp_path, token):
+    """'²'.isdigit() is true but int('²') fails: such a class token is an unknown class, never a bare ValueError."""
+    from cvtool.datasets import load_dataset
+    from cvtool.datasets.text import read_text_predictions
+    from cvtool.errors import BadInputError
+
+    gt = tmp_path / "gt.json"
+    gt.write_text(json.dumps({"images": [{"id": 1, "file_name": "a.png", "width": 64, "height": 64}],
+                              "annotations": [{"id": 1, "image_id": 1, "category_id": 1, "bbox": [10, 10, 40, 40]}],
+                              "categories": [{"id": 1, "name": "cat"}]}))
+    preds = tmp_path / "preds"
+    preds.mkdir()
+    (preds / "a.txt").write_text(f"{token} 0.9 10 10 50 50\n")
+    with pytest.raises(BadInputError, match="a.txt"):
+        read_text_predictions(preds, load_dataset(gt))
+    unknown: dict[str, int] = {}
+    read_text_predictions(preds, load_dataset(gt), unknown=unknown)
+    assert unknown == {token: 1}

@@ -43,6 +43,11 @@ _LAYOUT_TEXT = {"text": "'class score a b c d' (--pred-format text)",
                 "yolo": "YOLO 'class cx cy w h score', relative to the image (--pred-format yolo)"}
 
 
+
+def _is_index(tok: str) -> bool:
+    """An ASCII class index ('²'.isdigit() is true, yet int('²') fails)."""
+    return tok.isascii() and tok.isdigit()
+
 def _check_format(box_format: str) -> None:
     if box_format not in TEXT_BOX_FORMATS:
         raise ValueError(f"unknown box format {box_format!r}; valid: {', '.join(TEXT_BOX_FORMATS)}")
@@ -114,7 +119,7 @@ def _class_ids(tokens: list[str], names: list[str], where: Path, *, grow: bool) 
     for tok in tokens:
         if tok in names:
             out.append(names.index(tok) + 1)
-        elif tok.isdigit() and int(tok) < len(names):
+        elif _is_index(tok) and int(tok) < len(names):
             out.append(int(tok) + 1)
         elif grow:
             names.append(tok)
@@ -302,15 +307,15 @@ def _pred_class(tok: str, names: list[str], gt_ids: dict[str, int]) -> int:
     """Ground-truth category id of a class token (a name, else an index into ``names``); -1 when unknown."""
     if tok in gt_ids:
         return gt_ids[tok]
-    if tok.isdigit() and int(tok) < len(names):
+    if _is_index(tok) and int(tok) < len(names):
         return gt_ids.get(names[int(tok)], -1)
     return -1
 
 
 def _class_key(tok: str, names: list[str]) -> str:
-    if tok.isdigit() and int(tok) < len(names) and tok not in names:
+    if _is_index(tok) and int(tok) < len(names) and tok not in names:
         return f"{names[int(tok)]} (index {tok})"
-    return f"class index {tok}" if tok.isdigit() else tok
+    return f"class index {tok}" if _is_index(tok) else tok
 
 
 def write_text_boxes(ds: Dataset, out: str | os.PathLike[str], *, box_format: str = "xyxy",
