@@ -127,7 +127,7 @@ def run_eval(config: EvalConfig) -> EvalRun:
     """Load inputs, evaluate; return the report of the chosen metric and the readers' notes."""
     import dataclasses
 
-    from cvtool.eval.inputs import (gt_format_of, jsonl_images_covered, load_ground_truth, load_predictions,
+    from cvtool.eval.inputs import (gt_format_of, load_ground_truth, load_predictions,
                                     load_proposals, pixels_to_continuous, prediction_format)
 
     gt = load_ground_truth(config.gt, split=config.split, format=config.gt_format, box_format=config.box_format,
@@ -142,8 +142,9 @@ def run_eval(config: EvalConfig) -> EvalRun:
     pred_fmt = prediction_format(config.pred, config.pred_format) if Path(config.pred).exists() else "coco"
     notes: list[str] = []
     unknown: dict[str, int] = {}
+    covered: set[int] = set()  # ground-truth images with a JSONL record
     pred = load_predictions(config.pred, gt, format=pred_fmt, box_format=config.box_format,
-                            relative=config.relative, unknown=unknown)
+                            relative=config.relative, unknown=unknown, covered=covered)
     if config.voc_pixels:
         gt_side, pred_side = _pixel_sides(config, gt_fmt, pred_fmt)
         if gt_side:
@@ -154,10 +155,9 @@ def run_eval(config: EvalConfig) -> EvalRun:
         notes.append("VOC XML boxes are pixel indices (read as x1-1, y1-1, x2, y2); the text detections are "
                      "taken as continuous xyxy; if they are pixel indices too (VOC devkit files), pass --voc-pixels")
     if pred_fmt == "jsonl":
-        covered = jsonl_images_covered(config.pred, gt)
-        if covered < len(gt.images):
-            notes.append(f"the predictions have records for {covered} of the ground truth's {len(gt.images)} "
-                         f"images; the other {len(gt.images) - covered} count as images where nothing was "
+        if len(covered) < len(gt.images):
+            notes.append(f"the predictions have records for {len(covered)} of the ground truth's {len(gt.images)} "
+                         f"images; the other {len(gt.images) - len(covered)} count as images where nothing was "
                          "detected (to score a subset, pass ground truth of those images only)")
     if unknown:
         listed = ", ".join(f"{k}: {v}" for k, v in sorted(unknown.items(), key=lambda kv: (-kv[1], kv[0])))

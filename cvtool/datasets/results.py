@@ -454,7 +454,7 @@ def _check_record_size(rec: dict[str, Any], gt_size: tuple[int, int] | None, whe
 
 
 def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_scores: bool = True,
-                          unknown: dict[str, int] | None = None) -> Predictions:
+                          unknown: dict[str, int] | None = None, covered: set[int] | None = None) -> Predictions:
     """Read ``detect``'s JSONL against ``gt`` (records matched by file name).
 
     Parameters
@@ -465,6 +465,9 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_
     unknown : dict, optional
         When given, boxes of classes the ground truth lacks are dropped and
         counted here (class -> count); else refused.
+    covered : set, optional
+        When given, receives the ids of the ground-truth images that have a
+        record (``detect`` writes one per image, boxes or not).
 
     Raises
     ------
@@ -483,6 +486,8 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_
         if image_id in seen:
             raise BadInputError(f"{where}: image {rec.get('file')!r} already has a record at line {seen[image_id]}")
         seen[image_id] = n
+        if covered is not None:
+            covered.add(image_id)
         _check_record_size(rec, sizes.get(image_id), where)
         b = _numbers(rec, "boxes", where, None, rows=True)
         inverted = (b[:, 2] < b[:, 0]) | (b[:, 3] < b[:, 1])
@@ -504,7 +509,7 @@ def read_detections_jsonl(path: str | os.PathLike[str], gt: Dataset, *, require_
 
 
 def read_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str | None = None,
-                     unknown: dict[str, int] | None = None) -> Predictions:
+                     unknown: dict[str, int] | None = None, covered: set[int] | None = None) -> Predictions:
     """Detections from a COCO results JSON or a JSONL file (``format`` from the extension when None).
 
     ``unknown``: see :func:`read_coco_results` / :func:`read_detections_jsonl`.
@@ -515,5 +520,5 @@ def read_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str |
     if format not in PRED_FORMATS:
         raise ValueError(f"unknown results format {format!r}; valid: {', '.join(PRED_FORMATS)}")
     if format == "jsonl":
-        return read_detections_jsonl(path, gt, unknown=unknown)
+        return read_detections_jsonl(path, gt, unknown=unknown, covered=covered)
     return read_coco_results(path, gt, unknown=unknown)

@@ -143,7 +143,7 @@ def prediction_format(path: str | os.PathLike[str], format: str = "auto") -> str
 
 def load_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str = "auto",
                      box_format: str = "xyxy", relative: bool = False,
-                     unknown: dict[str, int] | None = None) -> Predictions:
+                     unknown: dict[str, int] | None = None, covered: set[int] | None = None) -> Predictions:
     """Detections from a COCO results JSON, a ``detect`` JSONL (or its folder), or text files.
 
     Parameters
@@ -158,6 +158,8 @@ def load_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str =
     unknown : dict, optional
         When given, predictions of classes the ground truth lacks are dropped
         and counted here (class -> count); else refused.
+    covered : set, optional
+        JSONL only: receives the ids of the ground-truth images with a record.
 
     Returns
     -------
@@ -186,20 +188,7 @@ def load_predictions(path: str | os.PathLike[str], gt: Dataset, *, format: str =
                                      classes=classes, unknown=unknown)
     from cvtool.datasets.results import read_predictions
 
-    return read_predictions(resolve_predictions_path(path), gt, format=format, unknown=unknown)
-
-
-def jsonl_images_covered(path: str | os.PathLike[str], gt: Dataset) -> int:
-    """How many ground-truth images a ``detect`` JSONL (or its folder) has a record for.
-
-    ``detect`` writes one record per image, boxes or not, so an image without a
-    record was not run through the detector (a subset, or a failed image).
-    """
-    from cvtool.datasets.results import FileMatcher, read_jsonl_records
-
-    path = resolve_predictions_path(path)
-    match = FileMatcher(gt)
-    return len({match(rec.get("file"), f"{path}:{n}") for n, rec in read_jsonl_records(path)})
+    return read_predictions(resolve_predictions_path(path), gt, format=format, unknown=unknown, covered=covered)
 
 
 def load_proposals(path: str | os.PathLike[str], gt: Dataset) -> dict[int, np.ndarray]:
