@@ -109,6 +109,16 @@ def read_source(src: Path, cfg: ConvertConfig, split: str) -> Dataset:
     return load_dataset(src, split=split, format=cfg.source_format, clip=cfg.clip, images=cfg.image_dir)
 
 
+def _declares_sizes(src: Path, cfg: ConvertConfig) -> bool:
+    """Whether the source's annotations state image sizes (a YOLO reader took them from the headers)."""
+    if cfg.source_format == "text":
+        return True  # --image-size may stand in for missing images
+    from cvtool.datasets.loader import detect_format
+
+    fmt = cfg.source_format if cfg.source_format not in (None, "auto") else detect_format(src)[0]
+    return fmt != "yolo"
+
+
 def write_target(ds: Dataset, out: Path, cfg: ConvertConfig) -> Path:
     """Write ``ds`` into ``out`` in ``cfg.to``; returns the main file written."""
     if cfg.to == "coco":
@@ -162,7 +172,8 @@ def convert_dataset(src: str | os.PathLike[str], out: str | os.PathLike[str], cf
     splits = source_splits(src) if cfg.source_format != "text" or src.is_dir() else []
     jobs = [(s, out / s) for s in splits] or [("all", out)]
     datasets = {name: read_source(src, cfg, name if name != "all" else "train") for name, _ in jobs}
-    if cfg.images != "none":  # the images travel with the labels: their sizes must be the declared ones
+    if cfg.images != "none" and _declares_sizes(src, cfg):
+        # the images travel with the labels: their sizes must be the declared ones
         from cvtool.datasets._files import check_image_sizes
 
         for ds in datasets.values():
