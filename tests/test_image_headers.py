@@ -482,3 +482,58 @@ def test_gif_frames_found_with_or_without_colour_tables(global_table):
     h = parse_header(head + small + big + b"\x3b")
     assert (h.width, h.height) == (4, 4)
     assert h.max_pixels == 9_000_000
+
+
+def test_quoted_libjpeg_text_on_stderr_does_not_fail_good_jpegs(capfd):
+    """cvtool's own error lines quote libjpeg's warning; written by another thread while a good
+    JPEG decodes, they must neither fail that decode nor be swallowed from stderr."""
+    import threading
+
+    good = _jpeg(_smooth(120, 160), quality=90)
+    ref = cv2.imdecode(np.frombuffer(good, np.uint8), cv2.IMREAD_UNCHANGED)
+    stop = threading.Event()
+    errors: list[str] = []
+
+    def shout() -> None:
+        i = 0
+        while not stop.is_set():
+            os.write(2, f"error: x{i}.jpg: corrupt or truncated JPEG data (libjpeg: Corrupt JPEG data: "
+                        f"premature end of data segment)\n".encode())
+            i += 1
+
+    def decode_good() -> None:
+        for _ in range(60):
+            try:
+                if not np.array_equal(decode_image(good), ref):
+                    errors.append("differs")
+            except BadInputError as exc:
+                errors.append(str(exc))
+
+    shouter = threading.Thread(target=shout)
+    shouter.start()
+    workers = [threading.Thread(target=decode_good) for _ in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join()
+    stop.set()
+    shouter.join()
+    assert errors == []
+    assert "error: x0.jpg: corrupt or truncated JPEG data" in capfd.readouterr().err
+
+
+@pytest.mark.parametrize("jobs", [["-j", "1"], ["-j", "2", "--backend", "threading"]])
+def test_folder_with_some_corrupt_jpegs_fails_exactly_those(tmp_path, cli, jobs):
+    """The error line printed for one corrupt file must not be taken for the next file's warning."""
+    good = _jpeg(_smooth(120, 160), quality=90)
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"{i}.jpg").write_bytes(good[: len(good) // 2] + b"\xff\xd9" if i in (1, 3) else good)
+    res = cli(["edges", folder, "--out", tmp_path / "out", "canny", *jobs, "--json"])
+    assert res.exit_code == 1
+    summary = json.loads(res.stdout.splitlines()[-1])
+    assert summary["summary"]["ok"] == 4 and summary["summary"]["failed"] == 2, res.output
+    assert sorted(Path(f["path"]).name for f in summary["failures"]) == ["1.jpg", "3.jpg"]
+    written = sorted(p.stem for p in (tmp_path / "out").iterdir() if p.name != "run.json")
+    assert written == ["0", "2", "4", "5"]

@@ -43,9 +43,17 @@ EXIF_ORIENTATION_ENV = "CVTOOL_EXIF_ORIENTATION"
 """Set to ``0`` to read images as stored, ignoring their EXIF orientation tag."""
 
 # libjpeg warnings that mean pixels are missing or wrong (the decoder fills them with
-# grey and carries on).  "N extraneous bytes before marker" is harmless and not here.
-_JPEG_CORRUPT = (b"premature end of data segment", b"Premature end of JPEG file", b"bad Huffman code",
-                 b"instead of RST", b"Corrupt JPEG data: found marker")
+# grey and carries on), as the start of the line libjpeg prints.  Anchored, so that
+# other stderr lines caught in the same window (cvtool's own "error: ..." messages,
+# which quote these) never count.  "N extraneous bytes before marker" is harmless.
+_JPEG_CORRUPT = (b"Corrupt JPEG data: premature end of data segment", b"Corrupt JPEG data: bad Huffman code",
+                 b"Corrupt JPEG data: bad arithmetic code", b"Corrupt JPEG data: found marker",
+                 b"Premature end of JPEG file")
+
+
+def _corrupt_lines(messages: bytes) -> list[bytes]:
+    """The lines of captured stderr that are libjpeg's corrupt-data warnings."""
+    return [ln.strip() for ln in messages.splitlines() if ln.lstrip().startswith(_JPEG_CORRUPT)]
 
 
 def _orientation_default(exif_orientation: bool | None) -> bool:
@@ -216,12 +224,11 @@ class _StderrCapture:
                     finally:
                         os.close(self.saved)
                 end = os.lseek(sink, 0, os.SEEK_END)
-                mine = os.pread(sink, min(end - start, 1 << 20), start) if end > start else b""
+                mine = _pread_all(sink, start, end)
                 crowded = crowded or self.active > 0 or self.entries != entries
-                if self.active == 0:
-                    everything = os.pread(sink, min(end, 1 << 20), 0) if end else b""
-                    keep = b"".join(ln for ln in everything.splitlines(keepends=True)
-                                    if not any(m in ln for m in _JPEG_CORRUPT))
+                if self.active == 0:  # hand back what others wrote meanwhile, less libjpeg's warnings
+                    keep = b"".join(ln for ln in _pread_all(sink, 0, end).splitlines(keepends=True)
+                                    if not ln.lstrip().startswith(_JPEG_CORRUPT))
                     if keep:
                         try:
                             os.write(2, keep)
@@ -231,6 +238,18 @@ class _StderrCapture:
                     self.exclusive = False
                 self.cond.notify_all()
         return result, mine, crowded
+
+
+def _pread_all(fd: int, start: int, end: int) -> bytes:
+    """Bytes ``start:end`` of ``fd`` (pread may return fewer than asked)."""
+    parts = []
+    while start < end:
+        chunk = os.pread(fd, end - start, start)
+        if not chunk:
+            break
+        parts.append(chunk)
+        start += len(chunk)
+    return b"".join(parts)
 
 
 _STDERR = _StderrCapture()
@@ -243,12 +262,12 @@ def _decode_jpeg_checked(buf: np.ndarray, cv_flags: int, path: Path):
         return cv2.imdecode(buf, cv_flags)
 
     image, messages, crowded = _STDERR.run(decode)
-    if crowded and any(m in messages for m in _JPEG_CORRUPT):
+    if crowded and _corrupt_lines(messages):
         image, messages, _ = _STDERR.run(decode, exclusive=True)  # whose warning was it?
-    if any(m in messages for m in _JPEG_CORRUPT):
-        line = next(ln for ln in messages.splitlines() if any(m in ln for m in _JPEG_CORRUPT))
+    corrupt = _corrupt_lines(messages)
+    if corrupt:
         raise BadInputError(f"{path}: corrupt or truncated JPEG data "
-                            f"({line.decode('ascii', 'replace').strip()[:120]})")
+                            f"(libjpeg: {corrupt[0].decode('ascii', 'replace')[:120]})")
     return image
 
 
