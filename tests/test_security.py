@@ -102,3 +102,19 @@ def test_atomic_write_never_follows_a_link_planted_at_its_temp_name(tmp_path, mo
         atomic.atomic_write_bytes(out / "result.bin", b"attacker-controlled name, our bytes")
     assert victim.read_text() == "precious"
     assert not (out / "result.bin").exists()
+
+
+def test_run_lock_never_follows_a_link_planted_at_its_name(tmp_path):
+    """A run folder whose lock name is a symlink: the lock refuses it, the link's target is untouched (#13)."""
+    from cvtool.io.atomic import WriteError
+    from cvtool.runner.lock import LOCK_NAME, run_folder_lock
+
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / LOCK_NAME).symlink_to(victim)
+    with pytest.raises(WriteError, match=LOCK_NAME):
+        with run_folder_lock(run):
+            pass
+    assert victim.read_text() == "precious"

@@ -46,7 +46,7 @@ def _acquire(path: Path, command: str) -> int | None:
 
     for _attempt in range(20):
         try:
-            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)  # never through a planted link
         except OSError as exc:  # read-only or full disk: one line naming the lock file
             raise write_error(path, exc) from None
         try:
