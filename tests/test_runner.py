@@ -276,6 +276,19 @@ def test_resume_rejects_bad_changes(tmp_path):
         read_run_checkpoint(tmp_path / "nothing")
 
 
+@pytest.mark.parametrize("key,value", [("threads", 10**6), ("threads", -3), ("batch_size", 0)])
+def test_resume_checks_the_settings_a_checkpoint_carries(tmp_path, key, value):
+    """A crafted last.pt must not reach torch.set_num_threads (or the loop) unchecked (#13)."""
+    from cvtool.errors import BadInputError
+
+    run = tmp_path / "r"
+    fit(MLPTask(), _cfg(epochs=1), run)
+    st = read_run_checkpoint(run)
+    st["config"] = {**st["config"], key: value}
+    with pytest.raises(BadInputError, match=f"checkpoint holds a bad training setting .*{key.split('_')[0]}"):
+        resumed_config(st, epochs=2)
+
+
 class SelfTerminating(MLPTask):
     """Sends itself SIGTERM (or SIGINT) during batch ``at`` of the first epoch it runs."""
 

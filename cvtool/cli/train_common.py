@@ -69,8 +69,6 @@ def prepare_run(kind: str, *, data: Path | None, out: Path | None, resume: Path 
     from cvtool.errors import UsageError
     from cvtool.runner.loop import TrainConfig, check_out_dir, read_run_checkpoint, resumed_config
 
-    if not 0 <= opts.threads <= MAX_THREADS:
-        raise UsageError(f"--threads {opts.threads}: must be in [0, {MAX_THREADS}] (0: torch's default)")
     # --threads is part of the run (the thread count changes float reductions, so a
     # resumed run keeps the recorded one unless given again)
     runtime = dict(device=opts.device, amp=opts.amp, channels_last=opts.channels_last, compile=opts.compile,

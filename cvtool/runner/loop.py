@@ -326,7 +326,10 @@ def resumed_config(saved: Mapping[str, Any], *, epochs: int | None = None, **run
         if epochs < int(saved.get("epoch", 0)):
             raise UsageError(f"--epochs {epochs}: the run already finished {saved.get('epoch')} epochs")
         changes["epochs"] = epochs
-    return replace(cfg, **changes)
+    try:  # the options given now are checked already; what fails here came from the checkpoint
+        return replace(cfg, **changes).validate()
+    except UsageError as exc:
+        raise BadInputError(f"checkpoint holds a bad training setting ({exc})") from None
 
 
 def check_out_dir(out_dir: Path, *, overwrite: bool) -> None:
