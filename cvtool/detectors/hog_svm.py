@@ -565,15 +565,18 @@ class HogSvmDetector:
         filters = self._class_filters()
         S = np.empty((ny, nx, C), np.float32)
         S[:] = self.intercept_.astype(np.float32)
-        # block contributions in bands of output rows, so memory stays ~_BAND_BYTES whatever the level
+        # block contributions in disjoint bands of block rows, so memory stays ~_BAND_BYTES whatever
+        # the level and every block row is multiplied once; block row b adds to window rows b - by
         per_row = cols * wr * wc * C * 4
-        band = max(1, _BAND_BYTES // max(per_row, 1) - wr + 1)
-        for r0 in range(0, ny, band):
-            r1 = min(ny, r0 + band)
-            R = (blocks[r0:r1 + wr - 1].reshape(-1, K) @ filters).reshape(r1 - r0 + wr - 1, cols, wr, wc, C)
+        band = max(1, _BAND_BYTES // max(per_row, 1))
+        for b0 in range(0, rows, band):
+            b1 = min(rows, b0 + band)
+            R = (blocks[b0:b1].reshape(-1, K) @ filters).reshape(b1 - b0, cols, wr, wc, C)
             for by in range(wr):
-                for bx in range(wc):
-                    S[r0:r1] += R[by:by + r1 - r0, bx:bx + nx, by, bx]
+                y0, y1 = max(0, b0 - by), min(ny, b1 - by)
+                if y0 < y1:
+                    for bx in range(wc):
+                        S[y0:y1] += R[y0 + by - b0:y1 + by - b0, bx:bx + nx, by, bx]
         return S
 
     def _scan(self, image: np.ndarray, *, raw_min: np.ndarray, keep_blocks: bool = False,
