@@ -201,17 +201,13 @@ def selective_search_command(
     args = command_args()
     from cvtool.errors import UsageError
     from cvtool.io.atomic import atomic_open
-    from cvtool.proposals.selective_search import MIN_SIDE, mode_strategies, validate_settings
+    from cvtool.proposals.selective_search import mode_strategies, validate_settings
 
     single_only = {"--colour-space": colour_space, "--k": k, "--similarity": similarity}
     given = [name for name, value in single_only.items() if value is not None]
     if mode is not Mode.single and given:
         raise UsageError(f"{', '.join(given)} set(s) the strategy of --mode single; --mode {mode.value} "
                          "uses its own strategies")
-    if draw < 0:
-        raise UsageError(f"--draw must be >= 0, got {draw}")
-    if workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
     config = SearchConfig(
         mode=mode.value, colour_space=(colour_space or ColourSpace.hsv).value, k=100.0 if k is None else k,
         similarities=similarity or "ctsf", sigma=sigma, segment_min_size=segment_min_size, seed=seed,
@@ -222,10 +218,7 @@ def selective_search_command(
                                           similarities=config.similarities),
                           sigma, segment_min_size, max_proposals, min_size, max_aspect, resize)
     except ValueError as exc:
-        msg = str(exc)
-        if resize is not None and resize < MIN_SIDE:
-            msg = f"--resize must be at least {MIN_SIDE}, got {resize}"
-        raise UsageError(msg) from None
+        raise UsageError(str(exc)) from None
 
     log = Log(quiet)
     target = out / PROPOSALS_FILE

@@ -82,7 +82,7 @@ def train_command(
         model_path = out / MODEL_NAME
         if model_path.exists() and not overwrite:
             raise UsageError(f"{model_path} exists; pass --overwrite to replace it")
-        from cvtool.detectors.hog_svm import SOLVERS, HogSvmDetector, evaluate_split, read_split
+        from cvtool.detectors.hog_svm import MAX_WINDOW, SOLVERS, HogSvmDetector, evaluate_split, read_split
         from cvtool.hog import HogParams
 
         if solver not in SOLVERS:
@@ -91,7 +91,7 @@ def train_command(
             params = HogParams(cell=parse_size(cell, "--cell"), block=parse_size(block, "--block"),
                                block_stride=parse_size(block_stride, "--block-stride"), bins=bins, signed=signed,
                                sqrt=sqrt)
-            win = None if window.lower() == "auto" else parse_size(window, "--window")
+            win = None if window.lower() == "auto" else parse_size(window, "--window", MAX_WINDOW)
             if win is not None:
                 from cvtool.hog import check_window
 

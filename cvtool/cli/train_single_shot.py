@@ -132,6 +132,6 @@ def _run(runner: RunnerOptions, opts: SingleShotOptions, *, data: Path | None, o
 
         if state is not None:
             raise BadInputError(f"--resume {resume}: the run's settings are refused: {exc}") from None
-        raise UsageError(f"--width {opts.width}: {exc}") from None
+        raise UsageError(str(exc)) from None  # the message names the setting (width, classes...)
     result = fit(task, config, out_dir, resume_state=state, command="train single-shot", args=args)
     report_result(result, out_dir, quiet=config.quiet, json_out=json_out)
