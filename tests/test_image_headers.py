@@ -225,7 +225,6 @@ def test_bomb_refused_from_cli_without_allocating(tmp_path, command):
     res, peak_kib = _run_limited(args, cwd=tmp_path, mem_bytes=3 << 30, timeout=120)
     err = res.stderr.split("\nPEAK_RSS_KIB=")[0].strip()
     assert res.returncode == 1, err
-    assert err.count("\n") == 0 or all(not line.startswith("Traceback") for line in err.splitlines())
     assert "bomb.jpg: 18000x18000 = 324000000 pixels exceeds the limit of 1000000" in err
     assert "Traceback" not in err and "bad_alloc" not in err
     assert peak_kib < 600 * 1024  # decoding would need 18000*18000*3 bytes = 927 MiB more

@@ -12,7 +12,7 @@ from cvtool.cli.common import JsonOpt, OverwriteOpt, QuietOpt, Log, command_args
 
 EPILOG = examples(
     "cvtool prepare convert data/digits --to yolo --out data/digits-yolo",
-    "cvtool prepare convert data/digits-yolo/train/data.yaml --to voc --out data/digits-voc --images copy",
+    "cvtool prepare convert data/digits-yolo/data.yaml --to voc --out data/digits-voc --images copy",
     "cvtool prepare convert VOCdevkit/VOC2007 --from voc --to coco --out voc-coco --clip",
     "cvtool prepare convert gt_txt/ --from text --box-format xywh --image-size 200x200 --to coco --out gt-coco",
 )
