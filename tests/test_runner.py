@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 import signal
+import shutil
 import socket
 from dataclasses import replace
 
@@ -342,7 +343,16 @@ def test_ddp_gloo_two_processes_equals_one(tmp_path):
     one = tmp_path / "one"
     fit(MLPTask(), _cfg(epochs=2, batch_size=16), one)
     two = tmp_path / "two"
-    mp.spawn(_ddp_worker, args=(2, _free_port(), str(two)), nprocs=2, join=True)
+    for attempt in range(3):
+        # _free_port's port may be taken by another test process (a dask scheduler under
+        # xdist) before gloo binds it; rank 1 then aborts.  A new port is a fair retry.
+        try:
+            mp.spawn(_ddp_worker, args=(2, _free_port(), str(two)), nprocs=2, join=True)
+            break
+        except mp.ProcessExitedException:
+            if attempt == 2:
+                raise
+            shutil.rmtree(two, ignore_errors=True)
     a = ckpt.load_checkpoint(one / LAST)
     b = ckpt.load_checkpoint(two / LAST)
     assert b["world_size"] == 2 and a["world_size"] == 1

@@ -682,6 +682,7 @@ def fit(task: Task, config: TrainConfig, out_dir: str | Path, *, resume_state: M
                            extra={"kind": task.kind, "config": config.to_dict(),
                                   "best_score": best_score if math.isfinite(best_score) else None},
                            **manifest)
+        distmod.barrier(dctx)  # every rank is done with the group before any rank leaves it
         return {"epochs": done, "best_score": best_score, "best_epoch": best_epoch,
                 "best_metrics": best_row if main else {},
                 "last": str(out / LAST), "best": str(out / BEST), "metrics": last_row,
